@@ -1,0 +1,467 @@
+//! The incremental, zero-copy frame decoder and the protocol rules it enforces.
+
+use crate::close::Close;
+use crate::error::Error;
+use crate::frame::{Header, MAX_CONTROL_PAYLOAD, OpCode, Status};
+use crate::mask::apply_mask;
+use crate::utf8::Utf8Validator;
+
+/// Default maximum message size: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 20;
+
+/// Which end of the connection this endpoint is (§5.1: clients mask, servers do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The endpoint that opened the connection; it masks what it sends.
+    Client,
+    /// The endpoint that accepted the connection; it requires masked frames.
+    Server,
+}
+
+/// Limits and negotiated options for a [`Decoder`].
+///
+/// ```
+/// use sockeye_codec::{Config, DEFAULT_MAX_MESSAGE};
+/// let config = Config::new().max_message(1 << 20).max_frame(64 << 10);
+/// assert_eq!(config.max_message_size(), 1 << 20);
+/// assert_eq!(Config::default().max_message_size(), DEFAULT_MAX_MESSAGE);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    max_frame: u64,
+    max_message: u64,
+    rsv1: bool,
+}
+
+impl Config {
+    /// Defaults: 16 MiB per message, 16 MiB per frame, no extension.
+    #[must_use]
+    pub const fn new() -> Self {
+        Config {
+            max_frame: DEFAULT_MAX_MESSAGE,
+            max_message: DEFAULT_MAX_MESSAGE,
+            rsv1: false,
+        }
+    }
+
+    /// The largest payload a single frame may declare (checked on the header).
+    #[must_use]
+    pub const fn max_frame(mut self, bytes: u64) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// The largest message, summed over its frames (checked on each header).
+    #[must_use]
+    pub const fn max_message(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Whether permessage-deflate was negotiated, which makes RSV1 legal on the first frame of a
+    /// data message (RFC 7692 §6). The payload is then not UTF-8-checked by the decoder: the
+    /// decompressed text is.
+    #[must_use]
+    pub const fn compression(mut self, negotiated: bool) -> Self {
+        self.rsv1 = negotiated;
+        self
+    }
+
+    /// The configured maximum message size.
+    #[must_use]
+    pub const fn max_message_size(&self) -> u64 {
+        self.max_message
+    }
+
+    /// The configured maximum frame size.
+    #[must_use]
+    pub const fn max_frame_size(&self) -> u64 {
+        self.max_frame
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+/// The type of a data message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataKind {
+    /// UTF-8 text (validated by the decoder unless compressed).
+    Text,
+    /// Arbitrary bytes.
+    Binary,
+}
+
+/// A piece of a data message: a whole frame, or part of one when streaming.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Data<'a> {
+    /// Text or binary (taken from the message's first frame).
+    pub kind: DataKind,
+    /// The payload bytes, unmasked in place in the caller's buffer.
+    pub payload: &'a mut [u8],
+    /// This is the first piece of its message.
+    pub message_start: bool,
+    /// This piece ends its frame.
+    pub frame_fin: bool,
+    /// This piece ends its message (the frame had FIN and this is its end).
+    pub message_fin: bool,
+    /// The message is compressed (RSV1 with permessage-deflate).
+    pub compressed: bool,
+}
+
+/// What the decoder found in the caller's buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Text or binary payload.
+    Data(Data<'a>),
+    /// A ping; the payload (≤125 bytes) should be echoed in a pong.
+    Ping(&'a mut [u8]),
+    /// A pong.
+    Pong(&'a mut [u8]),
+    /// A close frame, code and reason already validated. No frame may follow it.
+    Close(Close<'a>),
+}
+
+/// A decoded event and the number of bytes of the caller's buffer it used.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// What was decoded.
+    pub event: Event<'a>,
+    wire_len: usize,
+}
+
+impl Frame<'_> {
+    /// How many bytes at the start of the buffer this event used. The caller MUST discard exactly
+    /// these bytes (and keep every byte after them, unchanged) before the next call to the
+    /// decoder.
+    #[must_use]
+    pub const fn wire_len(&self) -> usize {
+        self.wire_len
+    }
+}
+
+/// The frame whose header has been parsed and whose payload is not fully handed out.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    /// Header bytes still at the front of the caller's buffer (0 once a chunk consumed them).
+    header_left: usize,
+    /// Payload bytes not yet handed out.
+    remaining: u64,
+    /// Payload bytes at the front of the buffer (after `header_left`) already unmasked and
+    /// UTF-8-checked by an earlier call that returned `Partial`.
+    ready: usize,
+    /// Mask phase of the first payload byte still in the buffer.
+    phase: u8,
+    /// No piece of this frame has been handed out yet, and it starts a message.
+    message_start: bool,
+}
+
+/// The data message in progress.
+#[derive(Debug, Clone, Copy)]
+struct InMessage {
+    kind: DataKind,
+    compressed: bool,
+    /// Payload bytes declared so far by the message's frame headers.
+    len: u64,
+}
+
+/// An incremental, zero-copy decoder for one direction of one connection.
+///
+/// The caller owns the bytes: it passes everything received and not yet consumed, the decoder
+/// unmasks payloads in place and returns events that borrow the buffer, and the caller discards
+/// [`Frame::wire_len`] bytes from the front before calling again. The decoder itself holds a few
+/// words of state: the frame in progress, the message in progress, and a ≤3-byte UTF-8 carry.
+///
+/// [`Decoder::decode`] yields whole frames. [`Decoder::decode_streaming`] also yields the part
+/// of a data frame that has arrived, so a message of any size streams through a small buffer.
+///
+/// ```
+/// use sockeye_codec::{Config, Decoder, Event, Role, Status};
+///
+/// // Two frames as a client sends them (RFC 6455 §5.7): masked "Hello", then a masked ping.
+/// let mut wire = vec![0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// wire.extend_from_slice(&[0x89, 0x80, 1, 2, 3, 4]);
+///
+/// let mut decoder = Decoder::new(Role::Server, Config::default());
+/// let mut start = 0;
+/// let mut seen = Vec::new();
+/// while let Status::Complete(frame) = decoder.decode(&mut wire[start..]).unwrap() {
+///     start += frame.wire_len();
+///     match frame.event {
+///         Event::Data(d) => seen.push(String::from_utf8(d.payload.to_vec()).unwrap()),
+///         Event::Ping(p) => seen.push(format!("ping {}", p.len())),
+///         _ => {}
+///     }
+/// }
+/// assert_eq!(seen, ["Hello", "ping 0"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    role: Role,
+    config: Config,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    utf8: Utf8Validator,
+    closed: bool,
+    failed: Option<Error>,
+}
+
+impl Decoder {
+    /// A decoder for frames received by an endpoint of `role`.
+    #[must_use]
+    pub const fn new(role: Role, config: Config) -> Self {
+        Decoder {
+            role,
+            config,
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::new(),
+            closed: false,
+            failed: None,
+        }
+    }
+
+    /// The role this decoder receives for.
+    #[must_use]
+    pub const fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The current configuration.
+    #[must_use]
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Replaces the configuration, e.g. to change the read limit or to enable RSV1 once
+    /// permessage-deflate is negotiated. Takes effect from the next frame header.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
+    /// Whether a data message is in progress (some but not all of its frames were seen).
+    #[must_use]
+    pub const fn in_message(&self) -> bool {
+        self.message.is_some()
+    }
+
+    /// Whether the peer's close frame has been decoded.
+    #[must_use]
+    pub const fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Decodes the next whole frame from the front of `buf`.
+    ///
+    /// Returns `Partial` until the frame is complete; meanwhile the payload that has arrived of a
+    /// text frame is already unmasked and UTF-8-checked, so invalid text fails before the frame
+    /// ends. `buf` must hold the unconsumed bytes of the previous call unchanged at its front.
+    /// After an error the decoder returns that error again: close the connection with
+    /// [`Error::close_code`].
+    pub fn decode<'a>(&mut self, buf: &'a mut [u8]) -> Result<Status<Frame<'a>>, Error> {
+        self.run(buf, false)
+    }
+
+    /// Like [`Decoder::decode`], but a data frame whose payload has partly arrived is yielded
+    /// as a chunk of what is there (with `frame_fin == false`), so a frame larger than the
+    /// buffer streams through it. Control frames are always yielded whole (≤125 bytes).
+    pub fn decode_streaming<'a>(&mut self, buf: &'a mut [u8]) -> Result<Status<Frame<'a>>, Error> {
+        self.run(buf, true)
+    }
+
+    fn run<'a>(&mut self, buf: &'a mut [u8], stream: bool) -> Result<Status<Frame<'a>>, Error> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let r = self.step(buf, stream);
+        if let Err(e) = r {
+            self.failed = Some(e);
+        }
+        r
+    }
+
+    fn step<'a>(&mut self, buf: &'a mut [u8], stream: bool) -> Result<Status<Frame<'a>>, Error> {
+        if self.closed {
+            return if buf.is_empty() {
+                Ok(Status::Partial { needed: 1 })
+            } else {
+                Err(Error::FrameAfterClose)
+            };
+        }
+        let mut f = match self.frame {
+            Some(f) => f,
+            None => {
+                let (header, len) = match Header::parse(buf)? {
+                    Status::Complete(h) => h,
+                    Status::Partial { needed } => return Ok(Status::Partial { needed }),
+                };
+                let f = self.start_frame(&header, len)?;
+                self.frame = Some(f);
+                f
+            }
+        };
+        let avail = buf.len() - f.header_left;
+        let (_, payload) = buf.split_at_mut(f.header_left);
+
+        if avail as u64 >= f.remaining {
+            // The rest of the frame is here.
+            let n = f.remaining as usize;
+            let payload = &mut payload[..n];
+            self.frame = None;
+            let event = if f.opcode.is_control() {
+                if let Some(key) = f.mask {
+                    apply_mask(payload, key, usize::from(f.phase));
+                }
+                match f.opcode {
+                    OpCode::Ping => Event::Ping(payload),
+                    OpCode::Pong => Event::Pong(payload),
+                    _ => {
+                        let close = Close::parse(payload)?;
+                        self.closed = true;
+                        Event::Close(close)
+                    }
+                }
+            } else {
+                self.scan(&mut f, payload, true)?;
+                let msg = self.message.expect("data frame inside a message");
+                if f.fin {
+                    self.message = None;
+                }
+                Event::Data(Data {
+                    kind: msg.kind,
+                    payload,
+                    message_start: f.message_start,
+                    frame_fin: true,
+                    message_fin: f.fin,
+                    compressed: msg.compressed,
+                })
+            };
+            return Ok(Status::Complete(Frame {
+                event,
+                wire_len: f.header_left + n,
+            }));
+        }
+
+        let needed = (f.remaining - avail as u64)
+            .try_into()
+            .unwrap_or(usize::MAX);
+        if f.opcode.is_control() {
+            // ≤125 bytes: wait for all of it.
+            return Ok(Status::Partial { needed });
+        }
+        self.scan(&mut f, payload, false)?;
+        if !stream || avail == 0 {
+            self.frame = Some(f);
+            return Ok(Status::Partial { needed });
+        }
+        let msg = self.message.expect("data frame inside a message");
+        let wire_len = f.header_left + avail;
+        self.frame = Some(InFrame {
+            header_left: 0,
+            remaining: f.remaining - avail as u64,
+            ready: 0,
+            phase: ((usize::from(f.phase) + avail) & 3) as u8,
+            message_start: false,
+            ..f
+        });
+        Ok(Status::Complete(Frame {
+            event: Event::Data(Data {
+                kind: msg.kind,
+                payload,
+                message_start: f.message_start,
+                frame_fin: false,
+                message_fin: false,
+                compressed: msg.compressed,
+            }),
+            wire_len,
+        }))
+    }
+
+    /// Applies every rule a header alone decides (§5.2–§5.5), then opens the frame and, for a
+    /// data frame, updates the message state. Runs exactly once per frame.
+    fn start_frame(&mut self, h: &Header, header_len: usize) -> Result<InFrame, Error> {
+        let data_start = matches!(h.opcode, OpCode::Text | OpCode::Binary);
+        if h.rsv2 || h.rsv3 || (h.rsv1 && !(self.config.rsv1 && data_start)) {
+            return Err(Error::ReservedBits);
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(Error::UnmaskedFrame),
+            (Role::Client, true) => return Err(Error::MaskedFrame),
+            _ => {}
+        }
+        let mut message_start = false;
+        if h.opcode.is_control() {
+            if !h.fin {
+                return Err(Error::FragmentedControlFrame);
+            }
+            if h.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(Error::ControlFrameTooLong);
+            }
+        } else {
+            if h.payload_len > self.config.max_frame {
+                return Err(Error::FrameTooLarge);
+            }
+            match (h.opcode, self.message.is_some()) {
+                (OpCode::Continuation, false) => return Err(Error::UnexpectedContinuation),
+                (OpCode::Continuation, true) => {}
+                (_, true) => return Err(Error::ExpectedContinuation),
+                (op, false) => {
+                    let kind = if op == OpCode::Text {
+                        DataKind::Text
+                    } else {
+                        DataKind::Binary
+                    };
+                    self.message = Some(InMessage {
+                        kind,
+                        compressed: h.rsv1,
+                        len: 0,
+                    });
+                    self.utf8.reset();
+                    message_start = true;
+                }
+            }
+            let msg = self.message.as_mut().expect("message set above");
+            msg.len = msg.len.saturating_add(h.payload_len);
+            if msg.len > self.config.max_message {
+                return Err(Error::MessageTooLarge);
+            }
+        }
+        Ok(InFrame {
+            opcode: h.opcode,
+            fin: h.fin,
+            mask: h.mask,
+            header_left: header_len,
+            remaining: h.payload_len,
+            ready: 0,
+            phase: 0,
+            message_start,
+        })
+    }
+
+    /// Unmasks and UTF-8-checks `payload[f.ready..]`, the bytes of a data frame not seen before.
+    /// `complete` says `payload` ends the frame.
+    fn scan(&mut self, f: &mut InFrame, payload: &mut [u8], complete: bool) -> Result<(), Error> {
+        let fresh = &mut payload[f.ready..];
+        if let Some(key) = f.mask {
+            apply_mask(fresh, key, usize::from(f.phase) + f.ready);
+        }
+        let msg = self.message.expect("data frame inside a message");
+        if msg.kind == DataKind::Text && !msg.compressed {
+            let last = complete && f.fin;
+            self.utf8
+                .feed(fresh, last)
+                .map_err(|_| Error::InvalidUtf8)?;
+        }
+        f.ready = payload.len();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! In-place XOR masking (RFC 6455 §5.3).
+//!
+//! One entry point, [`apply_mask`], picks the fastest kernel once: on x86_64 AVX2 or SSE2, on
+//! aarch64 NEON, elsewhere a safe word-at-a-time scalar loop. With `std` the choice is made at run
+//! time (`is_x86_feature_detected!`) and cached in a static; without it, from the compile-time
+//! target features. Building with `--cfg sockeye_disable_simd` (or under Miri) forces the scalar
+//! kernel everywhere, which is how CI runs the whole test suite on the fallback path.
+//!
+//! This module is the only place in the crate where `unsafe` is allowed.
+
+mod scalar;
+
+#[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
+mod x86;
+
+#[cfg(all(target_arch = "aarch64", not(sockeye_disable_simd), not(miri)))]
+mod aarch64;
+
+/// Rotates `key` so that byte 0 of the result is the key byte for payload offset `phase`.
+#[inline]
+pub(crate) fn rotate_key(key: [u8; 4], phase: usize) -> [u8; 4] {
+    let p = phase & 3;
+    [key[p], key[(p + 1) & 3], key[(p + 2) & 3], key[(p + 3) & 3]]
+}
+
+/// XORs `buf` in place with the 4-byte masking `key`, starting at key offset `phase` (0..=3), and
+/// returns the phase for the byte that follows `buf`.
+///
+/// Masking is an involution, so the same call masks and unmasks. Because the phase is threaded
+/// through, a payload processed in pieces equals the payload processed whole:
+///
+/// ```
+/// use sockeye_codec::apply_mask;
+///
+/// let key = [0x37, 0xfa, 0x21, 0x3d];
+/// let mut whole = *b"Hello, WebSocket!";
+/// let mut split = whole;
+/// apply_mask(&mut whole, key, 0);
+/// let phase = apply_mask(&mut split[..5], key, 0);
+/// apply_mask(&mut split[5..], key, phase);
+/// assert_eq!(whole, split);
+/// ```
+#[inline]
+pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
+    let next = (phase + buf.len()) & 3;
+    let key = rotate_key(key, phase);
+    if buf.len() < 16 {
+        // Control frames and tiny messages: not worth a dispatch.
+        scalar::mask_bytes(buf, key);
+    } else {
+        dispatch(buf, key);
+    }
+    next
+}
+
+/// The kernel [`apply_mask`] uses on this machine, for reports and benchmarks.
+///
+/// One of `"avx2"`, `"sse2"`, `"neon"` or `"scalar"`.
+pub fn kernel_name() -> &'static str {
+    kernel().0
+}
+
+/// A kernel: its name and its function (key already rotated to the buffer's phase).
+#[doc(hidden)]
+pub type Kernel = (&'static str, fn(&mut [u8], [u8; 4]));
+
+#[inline]
+fn dispatch(buf: &mut [u8], key: [u8; 4]) {
+    (kernel().1)(buf, key)
+}
+
+#[cfg(all(
+    target_arch = "x86_64",
+    not(sockeye_disable_simd),
+    not(miri),
+    feature = "std"
+))]
+fn kernel() -> Kernel {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    // 0 = not detected yet, 1 = scalar, 2 = sse2, 3 = avx2.
+    static CHOICE: AtomicU8 = AtomicU8::new(0);
+    let mut c = CHOICE.load(Ordering::Relaxed);
+    if c == 0 {
+        c = if x86::Avx2::new().is_some() {
+            3
+        } else if x86::Sse2::new().is_some() {
+            2
+        } else {
+            1
+        };
+        CHOICE.store(c, Ordering::Relaxed);
+    }
+    match c {
+        3 => ("avx2", x86::mask_avx2),
+        2 => ("sse2", x86::mask_sse2),
+        _ => ("scalar", scalar::mask),
+    }
+}
+
+#[cfg(all(
+    target_arch = "x86_64",
+    not(sockeye_disable_simd),
+    not(miri),
+    not(feature = "std")
+))]
+fn kernel() -> Kernel {
+    if cfg!(target_feature = "avx2") {
+        ("avx2", x86::mask_avx2)
+    } else if cfg!(target_feature = "sse2") {
+        ("sse2", x86::mask_sse2)
+    } else {
+        ("scalar", scalar::mask)
+    }
+}
+
+#[cfg(all(target_arch = "aarch64", not(sockeye_disable_simd), not(miri)))]
+fn kernel() -> Kernel {
+    // NEON is mandatory on aarch64 targets that Rust supports with std; without the target
+    // feature (some bare-metal targets) the scalar kernel is used.
+    if cfg!(target_feature = "neon") {
+        ("neon", aarch64::mask_neon)
+    } else {
+        ("scalar", scalar::mask)
+    }
+}
+
+#[cfg(any(
+    sockeye_disable_simd,
+    miri,
+    not(any(target_arch = "x86_64", target_arch = "aarch64"))
+))]
+fn kernel() -> Kernel {
+    ("scalar", scalar::mask)
+}
+
+/// The byte-at-a-time definition of masking: the oracle every kernel is tested against.
+#[doc(hidden)]
+pub fn mask_naive(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b ^= key[(phase + i) & 3];
+    }
+    (phase + buf.len()) & 3
+}
+
+/// Every kernel compiled into this build and usable on this CPU, by name (for tests and fuzzing).
+#[doc(hidden)]
+pub fn kernels() -> impl Iterator<Item = Kernel> {
+    let mut list: [Option<Kernel>; 4] = [Some(("scalar", scalar::mask)), None, None, None];
+    #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
+    {
+        #[cfg(feature = "std")]
+        let (sse2, avx2) = (x86::Sse2::new().is_some(), x86::Avx2::new().is_some());
+        #[cfg(not(feature = "std"))]
+        let (sse2, avx2) = (cfg!(target_feature = "sse2"), cfg!(target_feature = "avx2"));
+        if sse2 {
+            list[1] = Some(("sse2", x86::mask_sse2));
+        }
+        if avx2 {
+            list[2] = Some(("avx2", x86::mask_avx2));
+        }
+    }
+    #[cfg(all(target_arch = "aarch64", not(sockeye_disable_simd), not(miri)))]
+    if cfg!(target_feature = "neon") {
+        list[3] = Some(("neon", aarch64::mask_neon));
+    }
+    list.into_iter().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator, so failures reproduce.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn rfc6455_example() {
+        // RFC 6455 §5.7: "Hello" masked with 37 fa 21 3d.
+        let mut data = *b"Hello";
+        apply_mask(&mut data, [0x37, 0xfa, 0x21, 0x3d], 0);
+        assert_eq!(data, [0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    }
+
+    #[test]
+    fn every_kernel_matches_naive_for_all_lengths_offsets_and_phases() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        let mut names = 0;
+        for (name, kernel) in kernels() {
+            names += 1;
+            for len in 0..=300usize {
+                for offset in 0..=3usize {
+                    for phase in 0..=3usize {
+                        let key = (xorshift(&mut seed) as u32).to_le_bytes();
+                        let mut data = [0u8; 310];
+                        data.iter_mut().for_each(|b| *b = xorshift(&mut seed) as u8);
+                        let mut expect = data;
+                        mask_naive(&mut expect[offset..offset + len], key, phase);
+                        let mut got = data;
+                        kernel(&mut got[offset..offset + len], rotate_key(key, phase));
+                        assert_eq!(
+                            &got[..],
+                            &expect[..],
+                            "{name} len {len} offset {offset} phase {phase}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(names >= 1);
+    }
+
+    #[test]
+    fn dispatched_mask_matches_naive_in_pieces() {
+        let mut seed = 42;
+        for _ in 0..200 {
+            let len = (xorshift(&mut seed) % 5000) as usize;
+            let key = (xorshift(&mut seed) as u32).to_le_bytes();
+            let mut data: std::vec::Vec<u8> = (0..len).map(|_| xorshift(&mut seed) as u8).collect();
+            let mut expect = data.clone();
+            mask_naive(&mut expect, key, 0);
+            let mut phase = 0;
+            let mut rest = &mut data[..];
+            while !rest.is_empty() {
+                let n = ((xorshift(&mut seed) % 700) as usize).min(rest.len());
+                let (a, b) = rest.split_at_mut(n);
+                phase = apply_mask(a, key, phase);
+                rest = b;
+            }
+            assert_eq!(phase, len & 3);
+            assert_eq!(data, expect);
+        }
+    }
+
+    #[test]
+    fn kernel_name_is_known() {
+        assert!(["avx2", "sse2", "neon", "scalar"].contains(&kernel_name()));
+        #[cfg(sockeye_disable_simd)]
+        assert_eq!(kernel_name(), "scalar");
+    }
+}

@@ -160,6 +160,12 @@ struct InFrame {
     phase: u8,
     /// No piece of this frame has been handed out yet, and it starts a message.
     message_start: bool,
+    /// The message's type (data frames only; copied from the message at the header).
+    kind: DataKind,
+    /// The message is compressed (data frames only).
+    compressed: bool,
+    /// The payload is uncompressed text, so it is UTF-8-checked as it is scanned.
+    check_utf8: bool,
 }
 
 /// The data message in progress.
@@ -210,6 +216,8 @@ pub struct Decoder {
     utf8: Utf8Validator,
     closed: bool,
     failed: Option<Error>,
+    /// `closed || failed.is_some()`: one test on the hot path instead of two.
+    halted: bool,
 }
 
 impl Decoder {
@@ -224,6 +232,7 @@ impl Decoder {
             utf8: Utf8Validator::new(),
             closed: false,
             failed: None,
+            halted: false,
         }
     }
 
@@ -265,45 +274,47 @@ impl Decoder {
     /// After an error the decoder returns that error again: close the connection with
     /// [`Error::close_code`].
     pub fn decode<'a>(&mut self, buf: &'a mut [u8]) -> Result<Status<Frame<'a>>, Error> {
-        self.run(buf, false)
+        self.run::<false>(buf)
     }
 
     /// Like [`Decoder::decode`], but a data frame whose payload has partly arrived is yielded
     /// as a chunk of what is there (with `frame_fin == false`), so a frame larger than the
     /// buffer streams through it. Control frames are always yielded whole (≤125 bytes).
     pub fn decode_streaming<'a>(&mut self, buf: &'a mut [u8]) -> Result<Status<Frame<'a>>, Error> {
-        self.run(buf, true)
+        self.run::<true>(buf)
     }
 
-    fn run<'a>(&mut self, buf: &'a mut [u8], stream: bool) -> Result<Status<Frame<'a>>, Error> {
-        if let Some(e) = self.failed {
-            return Err(e);
+    fn run<'a, const STREAM: bool>(
+        &mut self,
+        buf: &'a mut [u8],
+    ) -> Result<Status<Frame<'a>>, Error> {
+        if self.halted {
+            return match self.failed {
+                Some(e) => Err(e),
+                None if buf.is_empty() => Ok(Status::Partial { needed: 1 }),
+                None => Err(Error::FrameAfterClose),
+            };
         }
-        let r = self.step(buf, stream);
+        let r = self.step::<STREAM>(buf);
         if let Err(e) = r {
             self.failed = Some(e);
+            self.halted = true;
         }
         r
     }
 
-    fn step<'a>(&mut self, buf: &'a mut [u8], stream: bool) -> Result<Status<Frame<'a>>, Error> {
-        if self.closed {
-            return if buf.is_empty() {
-                Ok(Status::Partial { needed: 1 })
-            } else {
-                Err(Error::FrameAfterClose)
-            };
-        }
-        let mut f = match self.frame {
+    fn step<'a, const STREAM: bool>(
+        &mut self,
+        buf: &'a mut [u8],
+    ) -> Result<Status<Frame<'a>>, Error> {
+        let mut f = match self.frame.take() {
             Some(f) => f,
             None => {
                 let (header, len) = match Header::parse(buf)? {
                     Status::Complete(h) => h,
                     Status::Partial { needed } => return Ok(Status::Partial { needed }),
                 };
-                let f = self.start_frame(&header, len)?;
-                self.frame = Some(f);
-                f
+                self.start_frame(&header, len)?
             }
         };
         let avail = buf.len() - f.header_left;
@@ -313,7 +324,6 @@ impl Decoder {
             // The rest of the frame is here.
             let n = f.remaining as usize;
             let payload = &mut payload[..n];
-            self.frame = None;
             let event = if f.opcode.is_control() {
                 if let Some(key) = f.mask {
                     apply_mask(payload, key, usize::from(f.phase));
@@ -324,22 +334,22 @@ impl Decoder {
                     _ => {
                         let close = Close::parse(payload)?;
                         self.closed = true;
+                        self.halted = true;
                         Event::Close(close)
                     }
                 }
             } else {
                 self.scan(&mut f, payload, true)?;
-                let msg = self.message.expect("data frame inside a message");
                 if f.fin {
                     self.message = None;
                 }
                 Event::Data(Data {
-                    kind: msg.kind,
+                    kind: f.kind,
                     payload,
                     message_start: f.message_start,
                     frame_fin: true,
                     message_fin: f.fin,
-                    compressed: msg.compressed,
+                    compressed: f.compressed,
                 })
             };
             return Ok(Status::Complete(Frame {
@@ -353,14 +363,14 @@ impl Decoder {
             .unwrap_or(usize::MAX);
         if f.opcode.is_control() {
             // ≤125 bytes: wait for all of it.
-            return Ok(Status::Partial { needed });
-        }
-        self.scan(&mut f, payload, false)?;
-        if !stream || avail == 0 {
             self.frame = Some(f);
             return Ok(Status::Partial { needed });
         }
-        let msg = self.message.expect("data frame inside a message");
+        self.scan(&mut f, payload, false)?;
+        if !STREAM || avail == 0 {
+            self.frame = Some(f);
+            return Ok(Status::Partial { needed });
+        }
         let wire_len = f.header_left + avail;
         self.frame = Some(InFrame {
             header_left: 0,
@@ -372,12 +382,12 @@ impl Decoder {
         });
         Ok(Status::Complete(Frame {
             event: Event::Data(Data {
-                kind: msg.kind,
+                kind: f.kind,
                 payload,
                 message_start: f.message_start,
                 frame_fin: false,
                 message_fin: false,
-                compressed: msg.compressed,
+                compressed: f.compressed,
             }),
             wire_len,
         }))
@@ -385,6 +395,7 @@ impl Decoder {
 
     /// Applies every rule a header alone decides (§5.2–§5.5), then opens the frame and, for a
     /// data frame, updates the message state. Runs exactly once per frame.
+    #[inline]
     fn start_frame(&mut self, h: &Header, header_len: usize) -> Result<InFrame, Error> {
         let data_start = matches!(h.opcode, OpCode::Text | OpCode::Binary);
         if h.rsv2 || h.rsv3 || (h.rsv1 && !(self.config.rsv1 && data_start)) {
@@ -396,6 +407,7 @@ impl Decoder {
             _ => {}
         }
         let mut message_start = false;
+        let (mut kind, mut compressed) = (DataKind::Binary, false);
         if h.opcode.is_control() {
             if !h.fin {
                 return Err(Error::FragmentedControlFrame);
@@ -431,6 +443,7 @@ impl Decoder {
             if msg.len > self.config.max_message {
                 return Err(Error::MessageTooLarge);
             }
+            (kind, compressed) = (msg.kind, msg.compressed);
         }
         Ok(InFrame {
             opcode: h.opcode,
@@ -441,18 +454,21 @@ impl Decoder {
             ready: 0,
             phase: 0,
             message_start,
+            kind,
+            compressed,
+            check_utf8: kind == DataKind::Text && !compressed,
         })
     }
 
     /// Unmasks and UTF-8-checks `payload[f.ready..]`, the bytes of a data frame not seen before.
     /// `complete` says `payload` ends the frame.
+    #[inline]
     fn scan(&mut self, f: &mut InFrame, payload: &mut [u8], complete: bool) -> Result<(), Error> {
         let fresh = &mut payload[f.ready..];
         if let Some(key) = f.mask {
             apply_mask(fresh, key, usize::from(f.phase) + f.ready);
         }
-        let msg = self.message.expect("data frame inside a message");
-        if msg.kind == DataKind::Text && !msg.compressed {
+        if f.check_utf8 {
             let last = complete && f.fin;
             self.utf8
                 .feed(fresh, last)

@@ -136,6 +136,7 @@ impl Header {
     /// most significant bit. Role, extension and fragmentation rules belong to the
     /// [`Decoder`](crate::Decoder). Lengths are accepted in non-minimal form (the minimal-length
     /// rule binds senders; rejecting it would only break interop).
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<Status<(Header, usize)>, Error> {
         let (b0, b1) = match buf {
             [b0, b1, ..] => (*b0, *b1),
@@ -171,10 +172,10 @@ impl Header {
                 n
             }
         };
-        let mask = masked.then(|| {
-            let m = 2 + ext;
-            [buf[m], buf[m + 1], buf[m + 2], buf[m + 3]]
-        });
+        let mask = match &buf[len - if masked { 4 } else { 0 }..len] {
+            &[a, b, c, d] => Some([a, b, c, d]),
+            _ => None,
+        };
         Ok(Status::Complete((
             Header {
                 fin: b0 & 0x80 != 0,

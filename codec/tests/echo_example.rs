@@ -22,7 +22,9 @@ fn start() -> SocketAddr {
 
 fn connect(addr: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
     let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let (ws, resp) = tungstenite::client(format!("ws://{addr}/echo"), stream).unwrap();
     assert_eq!(resp.status(), 101);
     ws
@@ -40,18 +42,20 @@ fn tungstenite_round_trips_text_binary_large_and_ping() {
     let big: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
     ws.send(Message::binary(big.clone())).unwrap();
     assert_eq!(ws.read().unwrap(), Message::binary(big));
-    ws.send(Message::Ping(Bytes::from_static(b"are you there"))).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::Pong(Bytes::from_static(b"are you there")));
-    ws.close(Some(CloseFrame { code: TCloseCode::Away, reason: "".into() })).unwrap();
-    loop {
-        match ws.read() {
-            Ok(Message::Close(Some(frame))) => {
-                assert_eq!(frame.code, TCloseCode::Away);
-                break;
-            }
-            Ok(other) => panic!("unexpected {other:?}"),
-            Err(e) => panic!("{e}"),
-        }
+    ws.send(Message::Ping(Bytes::from_static(b"are you there")))
+        .unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Pong(Bytes::from_static(b"are you there"))
+    );
+    ws.close(Some(CloseFrame {
+        code: TCloseCode::Away,
+        reason: "".into(),
+    }))
+    .unwrap();
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(frame.code, TCloseCode::Away),
+        other => panic!("expected the echoed close, got {other:?}"),
     }
 }
 
@@ -64,7 +68,11 @@ fn fragmented_message_is_echoed_whole() {
     let text = "fragments: 𝄞 世界".as_bytes();
     let parts = [&text[..13], &text[13..16], &text[16..]];
     for (i, part) in parts.iter().enumerate() {
-        let op = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+        let op = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
         let frame = Frame::message(part.to_vec(), op, i == parts.len() - 1);
         ws.write(Message::Frame(frame)).unwrap();
     }
@@ -94,7 +102,11 @@ fn raw_upgrade(addr: SocketAddr) -> TcpStream {
 fn read_close_code(s: &mut TcpStream) -> u16 {
     let mut frame = [0u8; 4];
     s.read_exact(&mut frame).unwrap();
-    assert_eq!(frame[..2], [0x88, 0x02], "a close frame with a 2-byte payload");
+    assert_eq!(
+        frame[..2],
+        [0x88, 0x02],
+        "a close frame with a 2-byte payload"
+    );
     u16::from_be_bytes([frame[2], frame[3]])
 }
 
@@ -115,7 +127,8 @@ fn bad_frames_get_their_close_codes() {
     assert_eq!(read_close_code(&mut s), 1007);
     // a 32 MiB frame header (over the 16 MiB default) → 1009 without sending the payload
     let mut s = raw_upgrade(addr);
-    s.write_all(&[0x82, 0xff, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    s.write_all(&[0x82, 0xff, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0])
+        .unwrap();
     assert_eq!(read_close_code(&mut s), 1009);
 }
 
@@ -133,12 +146,16 @@ fn plain_http_gets_426_and_bad_upgrades_400() {
     let r = ask(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 426 "), "{r}");
     assert!(r.contains("Sec-WebSocket-Version: 13"));
-    let r = ask(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                  Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    let r = ask(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
     assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
-    let r = ask(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    let r = ask(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                   Origin: http://evil.example\r\n\
-                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
     assert!(r.starts_with("HTTP/1.1 403 "), "{r}");
     let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 9000));

@@ -56,10 +56,20 @@ fn wire() -> Vec<u8> {
     let key = Some([1, 2, 3, 4]);
     n += encode_frame(&mut w[n..], OpCode::Text, false, key, "κόσ".as_bytes()).unwrap();
     n += encode_frame(&mut w[n..], OpCode::Ping, true, key, b"ping").unwrap();
-    n += encode_frame(&mut w[n..], OpCode::Continuation, true, key, "με".as_bytes()).unwrap();
+    n += encode_frame(
+        &mut w[n..],
+        OpCode::Continuation,
+        true,
+        key,
+        "με".as_bytes(),
+    )
+    .unwrap();
     n += encode_frame(&mut w[n..], OpCode::Binary, true, key, &[7; 100_000]).unwrap();
     n += encode_frame(&mut w[n..], OpCode::Pong, true, key, b"").unwrap();
-    let close = Close { code: Some(CloseCode::NORMAL), reason: "bye" };
+    let close = Close {
+        code: Some(CloseCode::NORMAL),
+        reason: "bye",
+    };
     n += encode_close(&mut w[n..], &close, key).unwrap();
     w.truncate(n);
     w
@@ -127,21 +137,41 @@ fn masking_utf8_encoding_and_handshakes_allocate_nothing() {
         v.feed(b"", true).unwrap();
 
         let mut headers = [EMPTY_HEADER; 32];
-        let (req, _) = Request::parse(request, &mut headers).unwrap().complete().unwrap();
-        assert!(handshake::origin_allowed(req.origin, req.host, &["*.example.com", "example.com"]));
+        let (req, _) = Request::parse(request, &mut headers)
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert!(handshake::origin_allowed(
+            req.origin,
+            req.host,
+            &["*.example.com", "example.com"]
+        ));
         let protocol = handshake::select_protocol(&req.protocols, &["superchat"]);
         let m = req.accept(&mut out, protocol, None).unwrap();
         let mut rh = [EMPTY_HEADER; 32];
-        let (res, _) = Response::parse(&out[..m], &mut rh).unwrap().complete().unwrap();
+        let (res, _) = Response::parse(&out[..m], &mut rh)
+            .unwrap()
+            .complete()
+            .unwrap();
         assert_eq!(res.status, 101);
         let e = handshake::write_error_response(&mut out, 403, "origin not allowed").unwrap();
         assert!(e > 0);
 
         let key = handshake::client_key([5; 16]);
-        let creq = ClientRequest { protocols: &["chat"], ..ClientRequest::new("h:1", "/", &key) };
+        let creq = ClientRequest {
+            protocols: &["chat"],
+            ..ClientRequest::new("h:1", "/", &key)
+        };
         creq.encode(&mut out).unwrap();
 
-        let m = encode_frame(&mut out, OpCode::Binary, true, Some([1, 2, 3, 4]), &[1; 1000]).unwrap();
+        let m = encode_frame(
+            &mut out,
+            OpCode::Binary,
+            true,
+            Some([1, 2, 3, 4]),
+            &[1; 1000],
+        )
+        .unwrap();
         assert_eq!(m, 1008);
     });
     assert_eq!(n, 0);

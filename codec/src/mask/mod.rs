@@ -19,8 +19,10 @@ mod aarch64;
 /// Rotates `key` so that byte 0 of the result is the key byte for payload offset `phase`.
 #[inline]
 pub(crate) fn rotate_key(key: [u8; 4], phase: usize) -> [u8; 4] {
-    let p = phase & 3;
-    [key[p], key[(p + 1) & 3], key[(p + 2) & 3], key[(p + 3) & 3]]
+    // Little-endian on both sides makes this byte-order independent: byte i moves to i - phase.
+    u32::from_le_bytes(key)
+        .rotate_right(8 * (phase as u32 & 3))
+        .to_le_bytes()
 }
 
 /// XORs `buf` in place with the 4-byte masking `key`, starting at key offset `phase` (0..=3), and
@@ -44,83 +46,124 @@ pub(crate) fn rotate_key(key: [u8; 4], phase: usize) -> [u8; 4] {
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     let next = (phase + buf.len()) & 3;
     let key = rotate_key(key, phase);
-    if buf.len() < 16 {
-        // Control frames and tiny messages: not worth a dispatch.
-        scalar::mask_bytes(buf, key);
+    if buf.len() < SIMD_THRESHOLD {
+        // Control frames and small messages: the inlined word loop beats a dispatched call.
+        scalar::mask(buf, key);
     } else {
         dispatch(buf, key);
     }
     next
 }
 
+/// Below this length the scalar kernel is used without dispatch: a SIMD kernel would spend its
+/// time in the scalar tail anyway.
+const SIMD_THRESHOLD: usize = 64;
+
 /// The kernel [`apply_mask`] uses on this machine, for reports and benchmarks.
 ///
 /// One of `"avx2"`, `"sse2"`, `"neon"` or `"scalar"`.
 pub fn kernel_name() -> &'static str {
-    kernel().0
+    match choice() {
+        Choice::Scalar => "scalar",
+        #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
+        Choice::Sse2 => "sse2",
+        #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
+        Choice::Avx2 => "avx2",
+        #[cfg(all(target_arch = "aarch64", not(sockeye_disable_simd), not(miri)))]
+        Choice::Neon => "neon",
+    }
 }
 
 /// A kernel: its name and its function (key already rotated to the buffer's phase).
 #[doc(hidden)]
 pub type Kernel = (&'static str, fn(&mut [u8], [u8; 4]));
 
-#[inline]
-fn dispatch(buf: &mut [u8], key: [u8; 4]) {
-    (kernel().1)(buf, key)
+/// The kernels this build can choose from. A variant is only ever produced by [`choice`] after
+/// the CPU was found to support it, which is what makes calling its kernel sound.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Choice {
+    Scalar,
+    #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
+    Sse2,
+    #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
+    Avx2,
+    #[cfg(all(target_arch = "aarch64", not(sockeye_disable_simd), not(miri)))]
+    Neon,
 }
 
+#[inline]
+fn dispatch(buf: &mut [u8], key: [u8; 4]) {
+    match choice() {
+        Choice::Scalar => scalar::mask(buf, key),
+        #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
+        Choice::Sse2 => x86::mask_sse2_detected(buf, key),
+        #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
+        Choice::Avx2 => x86::mask_avx2_detected(buf, key),
+        #[cfg(all(target_arch = "aarch64", not(sockeye_disable_simd), not(miri)))]
+        Choice::Neon => aarch64::mask_neon(buf, key),
+    }
+}
+
+/// Detects the best kernel once (under `std`) and caches the answer in a static.
 #[cfg(all(
     target_arch = "x86_64",
     not(sockeye_disable_simd),
     not(miri),
     feature = "std"
 ))]
-fn kernel() -> Kernel {
+#[inline]
+fn choice() -> Choice {
     use core::sync::atomic::{AtomicU8, Ordering};
     // 0 = not detected yet, 1 = scalar, 2 = sse2, 3 = avx2.
     static CHOICE: AtomicU8 = AtomicU8::new(0);
-    let mut c = CHOICE.load(Ordering::Relaxed);
-    if c == 0 {
-        c = if x86::Avx2::new().is_some() {
-            3
-        } else if x86::Sse2::new().is_some() {
-            2
-        } else {
-            1
-        };
-        CHOICE.store(c, Ordering::Relaxed);
-    }
+    let c = match CHOICE.load(Ordering::Relaxed) {
+        0 => {
+            let c = if x86::Avx2::new().is_some() {
+                3
+            } else if x86::Sse2::new().is_some() {
+                2
+            } else {
+                1
+            };
+            CHOICE.store(c, Ordering::Relaxed);
+            c
+        }
+        c => c,
+    };
     match c {
-        3 => ("avx2", x86::mask_avx2),
-        2 => ("sse2", x86::mask_sse2),
-        _ => ("scalar", scalar::mask),
+        3 => Choice::Avx2,
+        2 => Choice::Sse2,
+        _ => Choice::Scalar,
     }
 }
 
+/// Without `std` there is no run-time detection: the compile-time target features decide.
 #[cfg(all(
     target_arch = "x86_64",
     not(sockeye_disable_simd),
     not(miri),
     not(feature = "std")
 ))]
-fn kernel() -> Kernel {
+#[inline]
+fn choice() -> Choice {
     if cfg!(target_feature = "avx2") {
-        ("avx2", x86::mask_avx2)
+        Choice::Avx2
     } else if cfg!(target_feature = "sse2") {
-        ("sse2", x86::mask_sse2)
+        Choice::Sse2
     } else {
-        ("scalar", scalar::mask)
+        Choice::Scalar
     }
 }
 
 #[cfg(all(target_arch = "aarch64", not(sockeye_disable_simd), not(miri)))]
-fn kernel() -> Kernel {
-    // NEON is mandatory on aarch64 targets that Rust supports with std; without the target
-    // feature (some bare-metal targets) the scalar kernel is used.
+#[inline]
+fn choice() -> Choice {
+    // NEON is part of every aarch64 target Rust supports with std; bare-metal targets without
+    // the target feature get the scalar kernel.
     if cfg!(target_feature = "neon") {
-        ("neon", aarch64::mask_neon)
+        Choice::Neon
     } else {
-        ("scalar", scalar::mask)
+        Choice::Scalar
     }
 }
 
@@ -129,8 +172,9 @@ fn kernel() -> Kernel {
     miri,
     not(any(target_arch = "x86_64", target_arch = "aarch64"))
 ))]
-fn kernel() -> Kernel {
-    ("scalar", scalar::mask)
+#[inline]
+fn choice() -> Choice {
+    Choice::Scalar
 }
 
 /// The byte-at-a-time definition of masking: the oracle every kernel is tested against.

@@ -6,13 +6,12 @@ pub(super) fn mask(buf: &mut [u8], key: [u8; 4]) {
     let k = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
-    let mut words = buf.chunks_exact_mut(8);
-    for w in &mut words {
-        let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) ^ k;
-        w.copy_from_slice(&v.to_ne_bytes());
+    let (words, tail) = buf.as_chunks_mut::<8>();
+    for w in words {
+        *w = (u64::from_ne_bytes(*w) ^ k).to_ne_bytes();
     }
     // A multiple of 8 bytes was consumed, so the key phase is unchanged for the tail.
-    mask_bytes(words.into_remainder(), key);
+    mask_bytes(tail, key);
 }
 
 /// Byte-at-a-time masking for short buffers and tails.

@@ -65,6 +65,22 @@ pub(super) fn mask_avx2(buf: &mut [u8], key: [u8; 4]) {
     }
 }
 
+/// SSE2 kernel for [`super::dispatch`], which only calls it after detection.
+#[inline]
+pub(super) fn mask_sse2_detected(buf: &mut [u8], key: [u8; 4]) {
+    // SAFETY: `dispatch` calls this only for `Choice::Sse2`, which `choice` returns only when
+    // SSE2 was detected (or is a compile-time target feature).
+    unsafe { sse2(buf, key) }
+}
+
+/// AVX2 kernel for [`super::dispatch`], which only calls it after detection.
+#[inline]
+pub(super) fn mask_avx2_detected(buf: &mut [u8], key: [u8; 4]) {
+    // SAFETY: `dispatch` calls this only for `Choice::Avx2`, which `choice` returns only when
+    // AVX2 was detected (or is a compile-time target feature).
+    unsafe { avx2(buf, key) }
+}
+
 #[target_feature(enable = "sse2")]
 fn sse2(buf: &mut [u8], key: [u8; 4]) {
     let k = _mm_set1_epi32(i32::from_ne_bytes(key));

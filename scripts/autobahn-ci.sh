@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs Autobahn|Testsuite's fuzzingclient against a sockeye server and compares every case with a
+# checked-in expected file (autobahn/<name>.expected.json).
+#
+#   scripts/autobahn-ci.sh [--write]     check (or, with --write, record) every target below
+#
+# Targets: the codec-only echo example (codec/examples/echo_server.rs). The chroot is built by
+# scripts/autobahn.sh on first use (about a minute; cached in /tmp/py2root and
+# /var/cache/autobahn-py2). Needs root (debootstrap, chroot).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WRITE=${1:-}
+PORT=${AUTOBAHN_PORT:-9101}
+REPORTS=${AUTOBAHN_REPORTS:-target/autobahn}
+
+cargo build --release -p sockeye-codec --example echo_server
+bash scripts/autobahn.sh setup
+
+run_target() {   # run_target NAME CMD...
+  local name=$1; shift
+  local out="$REPORTS/$name"
+  "$@" &
+  local pid=$!
+  trap 'kill $pid 2>/dev/null || true' EXIT
+  for _ in $(seq 1 50); do
+    ss -Hltn "sport = :$PORT" | grep -q . && break
+    sleep 0.1
+  done
+  local rc=0
+  bash scripts/autobahn.sh server --agent "$name" "ws://127.0.0.1:$PORT" '*' "$out" || rc=$?
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  trap - EXIT
+  python3 scripts/autobahn_compare.py "$out/index.json" "$name" "autobahn/$name.expected.json" $WRITE || rc=1
+  return "$rc"
+}
+
+run_target echo-example ./target/release/examples/echo_server "127.0.0.1:$PORT"

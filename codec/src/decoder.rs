@@ -168,6 +168,22 @@ struct InFrame {
     check_utf8: bool,
 }
 
+impl InFrame {
+    const EMPTY: InFrame = InFrame {
+        opcode: OpCode::Continuation,
+        fin: false,
+        mask: None,
+        header_left: 0,
+        remaining: 0,
+        ready: 0,
+        phase: 0,
+        message_start: false,
+        kind: DataKind::Binary,
+        compressed: false,
+        check_utf8: false,
+    };
+}
+
 /// The data message in progress.
 #[derive(Debug, Clone, Copy)]
 struct InMessage {
@@ -211,7 +227,9 @@ struct InMessage {
 pub struct Decoder {
     role: Role,
     config: Config,
-    frame: Option<InFrame>,
+    /// The frame in progress; meaningful only while `in_frame`.
+    frame: InFrame,
+    in_frame: bool,
     message: Option<InMessage>,
     utf8: Utf8Validator,
     closed: bool,
@@ -227,7 +245,8 @@ impl Decoder {
         Decoder {
             role,
             config,
-            frame: None,
+            frame: InFrame::EMPTY,
+            in_frame: false,
             message: None,
             utf8: Utf8Validator::new(),
             closed: false,
@@ -307,21 +326,21 @@ impl Decoder {
         &mut self,
         buf: &'a mut [u8],
     ) -> Result<Status<Frame<'a>>, Error> {
-        let mut f = match self.frame.take() {
-            Some(f) => f,
-            None => {
-                let (header, len) = match Header::parse(buf)? {
-                    Status::Complete(h) => h,
-                    Status::Partial { needed } => return Ok(Status::Partial { needed }),
-                };
-                self.start_frame(&header, len)?
-            }
-        };
+        if !self.in_frame {
+            let (header, len) = match Header::parse(buf)? {
+                Status::Complete(h) => h,
+                Status::Partial { needed } => return Ok(Status::Partial { needed }),
+            };
+            self.frame = self.start_frame(&header, len)?;
+            self.in_frame = true;
+        }
+        let f = &mut self.frame;
         let avail = buf.len() - f.header_left;
         let (_, payload) = buf.split_at_mut(f.header_left);
 
         if avail as u64 >= f.remaining {
             // The rest of the frame is here.
+            self.in_frame = false;
             let n = f.remaining as usize;
             let payload = &mut payload[..n];
             let event = if f.opcode.is_control() {
@@ -339,7 +358,7 @@ impl Decoder {
                     }
                 }
             } else {
-                self.scan(&mut f, payload, true)?;
+                scan(&mut self.utf8, f, payload, true)?;
                 if f.fin {
                     self.message = None;
                 }
@@ -363,32 +382,29 @@ impl Decoder {
             .unwrap_or(usize::MAX);
         if f.opcode.is_control() {
             // ≤125 bytes: wait for all of it.
-            self.frame = Some(f);
             return Ok(Status::Partial { needed });
         }
-        self.scan(&mut f, payload, false)?;
+        scan(&mut self.utf8, f, payload, false)?;
         if !STREAM || avail == 0 {
-            self.frame = Some(f);
             return Ok(Status::Partial { needed });
         }
+        let data = Data {
+            kind: f.kind,
+            payload,
+            message_start: f.message_start,
+            frame_fin: false,
+            message_fin: false,
+            compressed: f.compressed,
+        };
         let wire_len = f.header_left + avail;
-        self.frame = Some(InFrame {
-            header_left: 0,
-            remaining: f.remaining - avail as u64,
-            ready: 0,
-            phase: ((usize::from(f.phase) + avail) & 3) as u8,
-            message_start: false,
-            ..f
-        });
+        // The chunk is consumed: what is left of the frame starts the next buffer.
+        f.header_left = 0;
+        f.remaining -= avail as u64;
+        f.ready = 0;
+        f.phase = ((usize::from(f.phase) + avail) & 3) as u8;
+        f.message_start = false;
         Ok(Status::Complete(Frame {
-            event: Event::Data(Data {
-                kind: f.kind,
-                payload,
-                message_start: f.message_start,
-                frame_fin: false,
-                message_fin: false,
-                compressed: f.compressed,
-            }),
+            event: Event::Data(data),
             wire_len,
         }))
     }
@@ -434,7 +450,9 @@ impl Decoder {
                         compressed: h.rsv1,
                         len: 0,
                     });
-                    self.utf8.reset();
+                    if kind == DataKind::Text {
+                        self.utf8.reset();
+                    }
                     message_start = true;
                 }
             }
@@ -459,24 +477,27 @@ impl Decoder {
             check_utf8: kind == DataKind::Text && !compressed,
         })
     }
+}
 
-    /// Unmasks and UTF-8-checks `payload[f.ready..]`, the bytes of a data frame not seen before.
-    /// `complete` says `payload` ends the frame.
-    #[inline]
-    fn scan(&mut self, f: &mut InFrame, payload: &mut [u8], complete: bool) -> Result<(), Error> {
-        let fresh = &mut payload[f.ready..];
-        if let Some(key) = f.mask {
-            apply_mask(fresh, key, usize::from(f.phase) + f.ready);
-        }
-        if f.check_utf8 {
-            let last = complete && f.fin;
-            self.utf8
-                .feed(fresh, last)
-                .map_err(|_| Error::InvalidUtf8)?;
-        }
-        f.ready = payload.len();
-        Ok(())
+/// Unmasks and UTF-8-checks `payload[f.ready..]`, the bytes of a data frame not seen before.
+/// `complete` says `payload` ends the frame.
+#[inline]
+fn scan(
+    utf8: &mut Utf8Validator,
+    f: &mut InFrame,
+    payload: &mut [u8],
+    complete: bool,
+) -> Result<(), Error> {
+    let fresh = &mut payload[f.ready..];
+    if let Some(key) = f.mask {
+        apply_mask(fresh, key, usize::from(f.phase) + f.ready);
     }
+    if f.check_utf8 {
+        utf8.feed(fresh, complete && f.fin)
+            .map_err(|_| Error::InvalidUtf8)?;
+    }
+    f.ready = payload.len();
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 #
 #   scripts/autobahn-ci.sh [--write]     check (or, with --write, record) every target below
 #
-# Targets: the codec-only echo example (codec/examples/echo_server.rs). The chroot is built by
+# Targets: the io_uring server (`sockeye serve`, echo mode) and the codec-only echo example
+# (codec/examples/echo_server.rs). The chroot is built by
 # scripts/autobahn.sh on first use (about a minute; cached in /tmp/py2root and
 # /var/cache/autobahn-py2). Needs root (debootstrap, chroot).
 set -euo pipefail
@@ -14,6 +15,7 @@ PORT=${AUTOBAHN_PORT:-9101}
 REPORTS=${AUTOBAHN_REPORTS:-target/autobahn}
 
 cargo build --release -p sockeye-codec --example echo_server
+cargo build --release -p sockeye-server --bin sockeye
 bash scripts/autobahn.sh setup
 
 run_target() {   # run_target NAME CMD...
@@ -35,4 +37,7 @@ run_target() {   # run_target NAME CMD...
   return "$rc"
 }
 
-run_target echo-example ./target/release/examples/echo_server "127.0.0.1:$PORT"
+rc=0
+run_target sockeye-echo ./target/release/sockeye serve --bind "127.0.0.1:$PORT" --stats-interval 0 || rc=1
+run_target echo-example ./target/release/examples/echo_server "127.0.0.1:$PORT" || rc=1
+exit "$rc"

@@ -1,0 +1,159 @@
+//! Server configuration: one builder for everything.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What to do with a broadcast subscriber whose send queue is over its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowPolicy {
+    /// Close it with 1008 (policy violation).
+    Close,
+    /// Skip messages for it until its queue drains.
+    Drop,
+}
+
+/// Configuration of a [`Server`](crate::Server), built with chained setters.
+///
+/// ```
+/// use std::time::Duration;
+/// use sockeye_server::Config;
+///
+/// let config = Config::new("127.0.0.1:9001".parse().unwrap())
+///     .workers(2)
+///     .max_message(1 << 20)
+///     .allow_origin("*.example.com")
+///     .subprotocol("chat")
+///     .idle_timeout(Duration::from_secs(60));
+/// assert_eq!(config.worker_count(), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) bind: SocketAddr,
+    pub(crate) workers: usize,
+    pub(crate) max_message: u64,
+    pub(crate) max_request: usize,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) insecure_skip_origin_check: bool,
+    pub(crate) subprotocols: Vec<String>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) max_backpressure: usize,
+    pub(crate) slow_policy: SlowPolicy,
+    pub(crate) recv_buffers: u16,
+    pub(crate) recv_buffer_size: usize,
+    pub(crate) stats_interval: Option<Duration>,
+}
+
+impl Config {
+    /// Defaults: one worker per core, 16 MiB messages, 8 KiB requests, same-origin only, 10 s
+    /// handshake timeout, 30 s idle (then a ping, then 30 s more), 5 s close timeout, 1 MiB of
+    /// backpressure, slow broadcast subscribers closed, 128 receive buffers of 64 KiB per worker.
+    pub fn new(bind: SocketAddr) -> Config {
+        Config {
+            bind,
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            max_message: sockeye_codec::DEFAULT_MAX_MESSAGE,
+            max_request: 8 << 10,
+            allowed_origins: Vec::new(),
+            insecure_skip_origin_check: false,
+            subprotocols: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
+            max_backpressure: 1 << 20,
+            slow_policy: SlowPolicy::Close,
+            recv_buffers: 128,
+            recv_buffer_size: 64 << 10,
+            stats_interval: None,
+        }
+    }
+
+    /// Number of worker threads, each with its own ring and listener (at least 1).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// The number of workers configured.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+    }
+
+    /// Largest message accepted (checked on each frame header); larger ones close with 1009.
+    pub fn max_message(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Largest upgrade request (header block) accepted; larger ones get 431.
+    pub fn max_request(mut self, bytes: usize) -> Self {
+        self.max_request = bytes;
+        self
+    }
+
+    /// Allows cross-origin requests whose origin matches `pattern` (a host glob such as
+    /// `*.example.com`, or `https://*.example.com` to match the scheme too). Same-origin
+    /// requests and requests without `Origin` are always allowed.
+    pub fn allow_origin(mut self, pattern: impl Into<String>) -> Self {
+        self.allowed_origins.push(pattern.into());
+        self
+    }
+
+    /// Accepts every origin. Only for development: it lets any web page talk to the server
+    /// with the user's cookies.
+    pub fn insecure_skip_origin_check(mut self, skip: bool) -> Self {
+        self.insecure_skip_origin_check = skip;
+        self
+    }
+
+    /// Adds a supported subprotocol; earlier ones are preferred.
+    pub fn subprotocol(mut self, name: impl Into<String>) -> Self {
+        self.subprotocols.push(name.into());
+        self
+    }
+
+    /// Time a client has to complete its upgrade request.
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    /// Silence after which the server pings; after as long again without a pong it closes
+    /// with 1001.
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+
+    /// How long our close frame waits for the peer's before the socket is closed.
+    pub fn close_timeout(mut self, t: Duration) -> Self {
+        self.close_timeout = t;
+        self
+    }
+
+    /// Bound on bytes queued for sending per connection.
+    pub fn max_backpressure(mut self, bytes: usize) -> Self {
+        self.max_backpressure = bytes;
+        self
+    }
+
+    /// What happens to a broadcast subscriber over the backpressure bound.
+    pub fn slow_policy(mut self, policy: SlowPolicy) -> Self {
+        self.slow_policy = policy;
+        self
+    }
+
+    /// Provided receive buffers per worker (a power of two) and their size.
+    pub fn recv_buffers(mut self, count: u16, size: usize) -> Self {
+        self.recv_buffers = count.next_power_of_two();
+        self.recv_buffer_size = size.max(4096);
+        self
+    }
+
+    /// Log a one-line summary (connections, messages/s) at this interval.
+    pub fn stats_interval(mut self, every: Option<Duration>) -> Self {
+        self.stats_interval = every;
+        self
+    }
+}

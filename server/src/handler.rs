@@ -1,0 +1,238 @@
+//! The application API: a [`Handler`] per worker, called with a [`WebSocket`] handle.
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use sockeye_codec::{Close, CloseCode, Header, OpCode};
+
+use crate::worker::{Conn, ConnId, Io};
+
+/// A whole received message, borrowed: from the receive buffer itself when it arrived in one
+/// piece, otherwise from a per-connection buffer that exists only while the message is
+/// assembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message (valid UTF-8, checked by the codec as it arrived).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl Message<'_> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(s) => s.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+}
+
+/// A piece of a message, for handlers that stream ([`Handler::streaming`]).
+#[derive(Debug)]
+pub struct Chunk<'a> {
+    /// Whether the message is text (pieces may split a character; the whole is valid UTF-8).
+    pub text: bool,
+    /// The bytes of this piece.
+    pub data: &'a [u8],
+    /// The first piece of its message.
+    pub first: bool,
+    /// The last piece of its message.
+    pub last: bool,
+}
+
+/// What a send did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued; the queue is within its bound.
+    Queued,
+    /// Queued, and the queue is now over its bound: reading from this connection pauses until
+    /// it drains ([`Handler::on_drain`] is called then).
+    Backpressure,
+    /// Not queued: the connection is closing.
+    Closed,
+}
+
+/// The application, one instance per worker thread. Every method has a default that does
+/// nothing, so a handler implements only what it needs.
+pub trait Handler: 'static {
+    /// A connection completed its handshake.
+    fn on_open(&mut self, ws: &mut WebSocket<'_>) {
+        let _ = ws;
+    }
+
+    /// A whole message arrived (unless [`Handler::streaming`]).
+    fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
+        let _ = (ws, msg);
+    }
+
+    /// Whether messages are delivered piece by piece to [`Handler::on_chunk`] instead of whole
+    /// to [`Handler::on_message`] (for messages too large to hold).
+    fn streaming(&self) -> bool {
+        false
+    }
+
+    /// A piece of a message arrived (only when [`Handler::streaming`]).
+    fn on_chunk(&mut self, ws: &mut WebSocket<'_>, chunk: Chunk<'_>) {
+        let _ = (ws, chunk);
+    }
+
+    /// A ping arrived; the pong has already been queued.
+    fn on_ping(&mut self, ws: &mut WebSocket<'_>, payload: &[u8]) {
+        let _ = (ws, payload);
+    }
+
+    /// A pong arrived.
+    fn on_pong(&mut self, ws: &mut WebSocket<'_>, payload: &[u8]) {
+        let _ = (ws, payload);
+    }
+
+    /// The connection is gone. `code` is the peer's close code (`None` with no code, and
+    /// [`CloseCode::ABNORMAL`] when the connection dropped without a close frame).
+    fn on_close(&mut self, id: ConnId, code: Option<CloseCode>, reason: &str) {
+        let _ = (id, code, reason);
+    }
+
+    /// The send queue drained below half its bound after [`SendStatus::Backpressure`].
+    fn on_drain(&mut self, ws: &mut WebSocket<'_>) {
+        let _ = ws;
+    }
+}
+
+/// A message framed once, to send to many connections without copying (broadcast).
+///
+/// ```
+/// use sockeye_server::PreparedMessage;
+/// let m = PreparedMessage::text("hello");
+/// assert_eq!(m.wire_len(), 7); // 2-byte header + payload
+/// ```
+#[derive(Debug, Clone)]
+pub struct PreparedMessage(pub(crate) Bytes);
+
+impl PreparedMessage {
+    /// A text message.
+    pub fn text(s: &str) -> Self {
+        PreparedMessage(frame(OpCode::Text, s.as_bytes()))
+    }
+
+    /// A binary message.
+    pub fn binary(b: &[u8]) -> Self {
+        PreparedMessage(frame(OpCode::Binary, b))
+    }
+
+    /// Bytes on the wire (header and payload).
+    pub fn wire_len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// One unmasked server frame in a new buffer.
+pub(crate) fn frame(op: OpCode, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 10);
+    put_frame(&mut out, op, payload);
+    out.freeze()
+}
+
+/// Appends one unmasked server frame to `out`.
+pub(crate) fn put_frame(out: &mut BytesMut, op: OpCode, payload: &[u8]) {
+    let mut header = [0u8; 14];
+    let n = Header::new(op, payload.len() as u64)
+        .encode(&mut header)
+        .expect("14 bytes hold any header");
+    out.extend_from_slice(&header[..n]);
+    out.extend_from_slice(payload);
+}
+
+/// A handle to one connection, lent to the handler for the duration of a callback.
+pub struct WebSocket<'w> {
+    pub(crate) id: ConnId,
+    pub(crate) conn: &'w mut Conn,
+    pub(crate) io: &'w mut Io,
+}
+
+impl WebSocket<'_> {
+    /// This connection's id, valid until [`Handler::on_close`]; use it with a
+    /// [`Poster`](crate::Poster) to reach the connection from another thread.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.send_frame(OpCode::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
+        self.send_frame(OpCode::Binary, data)
+    }
+
+    /// Queues a message framed once for many connections (no copy).
+    pub fn send_prepared(&mut self, msg: &PreparedMessage) -> SendStatus {
+        self.io.send_shared(self.id, self.conn, msg.0.clone())
+    }
+
+    /// Queues a ping (payload of at most 125 bytes; longer is cut).
+    pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
+        let payload = &payload[..payload.len().min(125)];
+        self.send_frame(OpCode::Ping, payload)
+    }
+
+    /// Starts the close handshake with `code` and `reason` (cut to 123 bytes at a character
+    /// boundary); the socket closes when the peer answers or after the close timeout.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        let mut end = reason.len().min(sockeye_codec::MAX_REASON_LEN);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.io.start_close(
+            self.id,
+            self.conn,
+            Close {
+                code: Some(code),
+                reason: &reason[..end],
+            },
+        );
+    }
+
+    /// Closes the socket now, without a close handshake.
+    pub fn close_now(&mut self) {
+        self.io.teardown(self.conn);
+    }
+
+    /// The negotiated subprotocol, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.io.subprotocol(self.conn)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.peer_addr()
+    }
+
+    /// Sets this connection's largest accepted message (from the next frame header on).
+    pub fn set_read_limit(&mut self, bytes: u64) {
+        self.conn.set_read_limit(bytes);
+    }
+
+    /// Bytes queued for sending and not yet sent.
+    pub fn buffered_amount(&self) -> usize {
+        self.conn.buffered_amount()
+    }
+
+    /// Publishes a message to every subscriber on every worker (including this connection, if
+    /// subscribed), framed once.
+    pub fn publish(&mut self, msg: &PreparedMessage) {
+        self.io.publish(msg.0.clone());
+    }
+
+    /// Subscribes this connection to published messages.
+    pub fn subscribe(&mut self) {
+        self.io.subscribe(self.id, self.conn);
+    }
+
+    fn send_frame(&mut self, op: OpCode, payload: &[u8]) -> SendStatus {
+        self.io.send_copy(self.id, self.conn, op, payload)
+    }
+}

@@ -1,0 +1,210 @@
+//! # sockeye-server
+//!
+//! A WebSocket server on io_uring, built on `sockeye-codec`. One event loop per worker thread,
+//! each with its own ring and its own `SO_REUSEPORT` listener (the kernel spreads accepts, and
+//! nothing is shared on the hot path); multishot accept; multishot receive into a provided-buffer
+//! ring, decoded in place; one vectored write per connection per loop turn.
+//!
+//! The application is a [`Handler`]: one instance per worker, called with a [`WebSocket`] handle.
+//!
+//! ```no_run
+//! use sockeye_server::{Config, Handler, Message, Server, WebSocket};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
+//!         match msg {
+//!             Message::Text(t) => ws.send_text(t),
+//!             Message::Binary(b) => ws.send_binary(b),
+//!         };
+//!     }
+//! }
+//!
+//! let config = Config::new("127.0.0.1:9001".parse().unwrap());
+//! let server = Server::start(config, |_ctx| Echo).expect("io_uring available");
+//! println!("listening on {}", server.local_addr());
+//! server.join().unwrap();
+//! ```
+
+mod config;
+mod handler;
+mod handlers;
+mod hub;
+mod ring;
+mod timer;
+mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub use config::{Config, SlowPolicy};
+pub use handler::{Chunk, Handler, Message, PreparedMessage, SendStatus, WebSocket};
+pub use handlers::{Broadcast, Echo};
+pub use hub::{Poster, WorkerStats};
+pub use sockeye_codec::CloseCode;
+pub use worker::ConnId;
+
+use hub::Hub;
+use worker::Worker;
+
+/// What a handler factory gets for the worker it builds a handler for.
+pub struct WorkerContext {
+    /// The worker's index (0-based).
+    pub worker: usize,
+    /// Reaches any connection from any thread.
+    pub poster: Poster,
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    addr: SocketAddr,
+    hub: Arc<Hub>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    /// Binds one listener per worker and starts the workers, each with a handler from
+    /// `make_handler`. Fails at once, with the cause and the remedy, if io_uring is unavailable.
+    pub fn start<H, F>(config: Config, make_handler: F) -> io::Result<Server>
+    where
+        H: Handler,
+        F: Fn(WorkerContext) -> H + Send + Sync + 'static,
+    {
+        if let Err(e) = ring::raise_fd_limit() {
+            tracing::warn!(error = %e, "could not raise the descriptor limit");
+        }
+        let config = Arc::new(config);
+        let listeners = bind(config.bind, config.workers)?;
+        let addr = socket2::SockRef::from(&listeners[0])
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("listener has no IP address"))?;
+        let wakes = (0..config.workers)
+            .map(|_| ring::eventfd())
+            .collect::<io::Result<Vec<_>>>()?;
+        let files = wakes
+            .iter()
+            .map(|w| w.try_clone().map(std::fs::File::from))
+            .collect::<io::Result<Vec<_>>>()?;
+        let (hub, inboxes) = Hub::new(files);
+        let hub = Arc::new(hub);
+        let make_handler = Arc::new(make_handler);
+
+        // Build every worker (rings, buffers) before starting any, so that a refused io_uring
+        // is an error from `start` rather than a thread that dies.
+        let mut workers = Vec::new();
+        for (i, ((listener, wake), inbox)) in
+            listeners.into_iter().zip(wakes).zip(inboxes).enumerate()
+        {
+            let ctx = WorkerContext {
+                worker: i,
+                poster: Poster { hub: hub.clone() },
+            };
+            workers.push((i, listener, wake, inbox, ctx));
+        }
+        let mut threads = Vec::new();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
+        for (i, listener, wake, inbox, ctx) in workers {
+            let (config, hub, make_handler, ready) = (
+                config.clone(),
+                hub.clone(),
+                make_handler.clone(),
+                ready_tx.clone(),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("sockeye-{i}"))
+                .spawn(move || {
+                    let handler = make_handler(ctx);
+                    match Worker::new(i, config, hub, listener, wake, inbox, handler) {
+                        Ok(w) => {
+                            let _ = ready.send(Ok(()));
+                            w.run()
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            let _ = ready.send(Err(e));
+                            Err(io::Error::other(msg))
+                        }
+                    }
+                })?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let server = Server { addr, hub, threads };
+        for _ in 0..server.threads.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    server.hub.shutdown();
+                    return Err(e);
+                }
+                Err(_) => return Err(io::Error::other("a worker thread died while starting")),
+            }
+        }
+        tracing::info!(addr = %addr, workers = server.threads.len(), "listening");
+        Ok(server)
+    }
+
+    /// The address the server listens on (with the actual port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to reach connections from other threads.
+    pub fn poster(&self) -> Poster {
+        Poster {
+            hub: self.hub.clone(),
+        }
+    }
+
+    /// Each worker's counters.
+    pub fn stats(&self) -> &[WorkerStats] {
+        &self.hub.stats
+    }
+
+    /// Starts a graceful shutdown: stop accepting, close every connection with 1001, wait up
+    /// to the close timeout for the handshakes. [`Server::join`] waits for it to finish.
+    pub fn shutdown(&self) {
+        self.hub.shutdown();
+    }
+
+    /// Waits for every worker to exit; the first worker error, if any.
+    pub fn join(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for t in self.threads {
+            let r = t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("worker panicked")));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
+/// One listener per worker on the same address (`SO_REUSEPORT`), so the kernel balances
+/// accepts. With port 0, the first listener picks the port and the others join it.
+fn bind(addr: SocketAddr, n: usize) -> io::Result<Vec<OwnedFd>> {
+    use socket2::{Domain, Socket, Type};
+    let mut out = Vec::new();
+    let mut addr = addr;
+    for _ in 0..n {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.bind(&addr.into())?;
+        s.listen(4096)?;
+        if addr.port() == 0 {
+            addr = s
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| io::Error::other("no address"))?;
+        }
+        out.push(OwnedFd::from(s));
+    }
+    Ok(out)
+}

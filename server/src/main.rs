@@ -1,0 +1,266 @@
+//! `sockeye`: the command-line server.
+//!
+//! ```text
+//! sockeye serve [--bind 127.0.0.1:9001] [--mode echo|broadcast] [--workers N] ...
+//! ```
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sockeye_server::{Broadcast, Config, Echo, Server, SlowPolicy};
+
+#[derive(Parser)]
+#[command(
+    name = "sockeye",
+    version,
+    about = "A fast, correct WebSocket server on io_uring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the WebSocket server.
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    /// Echo every message to its sender.
+    Echo,
+    /// Send every message to every connection.
+    Broadcast,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Slow {
+    /// Close slow subscribers with 1008.
+    Close,
+    /// Drop messages for slow subscribers.
+    Drop,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    bind: SocketAddr,
+    /// Port on the default host (overrides the port of --bind).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Worker threads, each with its own ring (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// What the server does with messages.
+    #[arg(long, value_enum, default_value = "echo")]
+    mode: Mode,
+    /// Largest message accepted (bytes; KiB/MiB suffixes allowed); larger ones close with 1009.
+    #[arg(long, value_parser = parse_size, default_value = "16MiB")]
+    max_message: u64,
+    /// Allow cross-origin requests from origins matching this host glob (repeatable).
+    #[arg(long = "allow-origin", value_name = "PATTERN")]
+    allow_origin: Vec<String>,
+    /// Accept every origin (development only).
+    #[arg(long)]
+    insecure_skip_origin_check: bool,
+    /// Supported subprotocol, in order of preference (repeatable).
+    #[arg(long = "subprotocol", value_name = "NAME")]
+    subprotocol: Vec<String>,
+    /// Time allowed for the upgrade request (e.g. 10s, 500ms).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    handshake_timeout: Duration,
+    /// Silence before a ping; as long again without a pong closes with 1001.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    idle_timeout: Duration,
+    /// Bytes queued for sending per connection before backpressure applies.
+    #[arg(long, value_parser = parse_size, default_value = "1MiB")]
+    max_backpressure: u64,
+    /// What broadcast does with subscribers over the backpressure bound.
+    #[arg(long, value_enum, default_value = "close")]
+    slow_policy: Slow,
+    /// Interval of the one-line summary in the log (0 turns it off).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    stats_interval: Duration,
+}
+
+/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (try 10s or 500ms)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+/// Parses `65536`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as the binary units).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (try 16MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let mut bind = args.bind;
+    if let Some(port) = args.port {
+        bind.set_port(port);
+    }
+    let mut config = Config::new(bind)
+        .max_message(args.max_message)
+        .insecure_skip_origin_check(args.insecure_skip_origin_check)
+        .handshake_timeout(args.handshake_timeout)
+        .idle_timeout(args.idle_timeout)
+        .max_backpressure(usize::try_from(args.max_backpressure).unwrap_or(usize::MAX))
+        .slow_policy(match args.slow_policy {
+            Slow::Close => SlowPolicy::Close,
+            Slow::Drop => SlowPolicy::Drop,
+        });
+    if let Some(n) = args.workers {
+        config = config.workers(n);
+    }
+    for o in args.allow_origin {
+        config = config.allow_origin(o);
+    }
+    for p in args.subprotocol {
+        config = config.subprotocol(p);
+    }
+    // Block SIGINT/SIGTERM before any worker starts, so only the signal thread sees them.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sockeye: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = match args.mode {
+        Mode::Echo => Server::start(config, |_| Echo),
+        Mode::Broadcast => Server::start(config, |_| Broadcast),
+    };
+    let server = match started {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sockeye: cannot start the server on {bind}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = tx.send(sig);
+        }
+    });
+    let mode = match args.mode {
+        Mode::Echo => "echo",
+        Mode::Broadcast => "broadcast",
+    };
+    tracing::info!(url = %format!("ws://{}", server.local_addr()), mode, "sockeye serving");
+    let interval = (!args.stats_interval.is_zero()).then_some(args.stats_interval);
+    let mut last_in = 0u64;
+    let mut last = std::time::Instant::now();
+    loop {
+        let wait = interval.unwrap_or(Duration::from_secs(3600));
+        match rx.recv_timeout(wait) {
+            Ok(sig) => {
+                tracing::info!(signal = sig, "shutting down: closing connections with 1001");
+                break;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let sum = |f: fn(&sockeye_server::WorkerStats) -> u64| -> u64 {
+                    server.stats().iter().map(f).sum()
+                };
+                use std::sync::atomic::Ordering::Relaxed;
+                let conns = sum(|s| s.connections.load(Relaxed));
+                let msgs = sum(|s| s.messages_in.load(Relaxed));
+                let out = sum(|s| s.messages_out.load(Relaxed));
+                let secs = last.elapsed().as_secs_f64();
+                last = std::time::Instant::now();
+                let rate = (msgs - last_in) as f64 / secs;
+                last_in = msgs;
+                tracing::info!(
+                    connections = conns,
+                    msgs_in_per_s = rate as u64,
+                    msgs_in = msgs,
+                    msgs_out = out,
+                    "stats"
+                );
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    server.shutdown();
+    match server.join() {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sockeye: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("1TiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! A hashed timer wheel per worker, advanced by the worker's single multishot timeout.
+//!
+//! Entries are never removed when a timer becomes moot (a handshake that completed, a connection
+//! that spoke again): each entry names its connection and generation, and the worker checks,
+//! when the entry fires, whether it still applies. Scheduling is one push; a tick visits one
+//! slot. Deadlines further away than one revolution stay in their slot until due.
+
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerKind {
+    /// The upgrade request must be complete by now.
+    Handshake,
+    /// Check for silence (ping, then close).
+    Idle,
+    /// Our close frame got no answer in time.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    pub(crate) slot: u32,
+    pub(crate) epoch: u16,
+    pub(crate) kind: TimerKind,
+    due: u32,
+}
+
+/// The wheel: `SLOTS` buckets of entries, one bucket per tick.
+pub(crate) struct Wheel {
+    slots: Vec<Vec<Entry>>,
+    now: u32,
+}
+
+const SLOTS: usize = 512;
+
+impl Wheel {
+    pub(crate) fn new() -> Wheel {
+        Wheel {
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            now: 0,
+        }
+    }
+
+    /// The current tick.
+    pub(crate) fn now(&self) -> u32 {
+        self.now
+    }
+
+    /// Schedules `kind` for connection (`slot`, `epoch`) `ticks` from now (at least one tick).
+    pub(crate) fn schedule(&mut self, slot: u32, epoch: u16, kind: TimerKind, ticks: u32) {
+        let due = self.now.wrapping_add(ticks.max(1));
+        self.slots[due as usize % SLOTS].push(Entry {
+            slot,
+            epoch,
+            kind,
+            due,
+        });
+    }
+
+    /// Advances one tick and moves the entries now due into `fired`.
+    pub(crate) fn advance(&mut self, fired: &mut Vec<Entry>) {
+        self.now = self.now.wrapping_add(1);
+        let now = self.now;
+        let bucket = &mut self.slots[now as usize % SLOTS];
+        let mut i = 0;
+        while i < bucket.len() {
+            // Due when `now` has reached `due` (wrapping-safe for deadlines < 2^31 ticks).
+            if now.wrapping_sub(bucket[i].due) < u32::MAX / 2 {
+                fired.push(bucket.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if bucket.is_empty() && bucket.capacity() > 64 {
+            *bucket = Vec::new(); // give back memory after a burst
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fires_at_the_due_tick_including_beyond_one_revolution() {
+        let mut w = Wheel::new();
+        w.schedule(1, 0, TimerKind::Idle, 3);
+        w.schedule(2, 0, TimerKind::Close, SLOTS as u32 + 3);
+        w.schedule(3, 0, TimerKind::Handshake, 0); // at least one tick
+        let mut fired = Vec::new();
+        let mut when = Vec::new();
+        for _ in 0..SLOTS + 10 {
+            fired.clear();
+            w.advance(&mut fired);
+            for e in &fired {
+                when.push((e.slot, w.now()));
+            }
+        }
+        assert_eq!(when, vec![(3, 1), (1, 3), (2, SLOTS as u32 + 3)]);
+    }
+}

@@ -1,0 +1,1124 @@
+//! One worker: an event loop on its own ring, with its own listener, connections and timers.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request};
+use sockeye_codec::{Close, CloseCode, DataKind, Decoder, Event, OpCode, Role, Status};
+
+use crate::config::{Config, SlowPolicy};
+use crate::handler::{Chunk, Handler, Message, SendStatus, WebSocket, put_frame};
+use crate::hub::{Hub, Inbox, WorkerStats};
+use crate::ring::{self, BufRing, RecvBuf, Ring, SendQueue};
+use crate::timer::{TimerKind, Wheel};
+
+/// Length of one timer tick.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+// Operation kinds, in the top byte of a completion's user_data.
+const OP_ACCEPT: u64 = 1;
+const OP_RECV: u64 = 2;
+const OP_SEND: u64 = 3;
+const OP_TICK: u64 = 4;
+const OP_WAKE: u64 = 5;
+const OP_CANCEL: u64 = 6;
+
+/// Identifies a connection across the server: worker, slot and generation (a slot is reused by
+/// later connections with a higher generation, so a stale id never reaches the wrong one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    worker: u16,
+    epoch: u16,
+    slot: u32,
+}
+
+impl ConnId {
+    /// The worker that owns the connection.
+    pub fn worker(&self) -> usize {
+        usize::from(self.worker)
+    }
+
+    fn user_data(self, op: u64) -> u64 {
+        op << 56 | u64::from(self.epoch) << 32 | u64::from(self.slot)
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading the upgrade request.
+    Handshake,
+    /// Exchanging messages.
+    Open,
+    /// Our close frame is queued or sent; waiting for the peer's (or the timeout).
+    Closing,
+    /// The socket is shut down; waiting for requests in flight before freeing the slot.
+    Dead,
+}
+
+/// Bytes a connection holds only while it needs them.
+#[derive(Default)]
+struct Input {
+    /// Received bytes not consumed yet (part of the request, or of a frame).
+    pending: Vec<u8>,
+    /// The message being assembled from several pieces.
+    message: Vec<u8>,
+    message_text: bool,
+}
+
+/// Output a connection holds only while it has something to send.
+#[derive(Default)]
+struct Output {
+    /// Small frames being written this loop turn (one allocation for many frames).
+    staged: BytesMut,
+    queue: SendQueue,
+}
+
+impl Output {
+    fn queued(&self) -> usize {
+        self.queue.queued() + self.staged.len()
+    }
+}
+
+/// Per-connection state. Kept small: an idle open connection holds only this struct (no
+/// buffers); `input` and `output` exist only while in use.
+pub(crate) struct Conn {
+    fd: OwnedFd,
+    epoch: u16,
+    state: State,
+    recv_armed: bool,
+    /// Reading paused by backpressure (recv cancelled until the queue drains).
+    paused: bool,
+    /// Queued for a flush this loop turn.
+    dirty: bool,
+    ping_outstanding: bool,
+    /// Shut the socket down as soon as the send queue is empty.
+    close_after_send: bool,
+    /// The handler saw `on_open` and has not seen `on_close` yet.
+    live: bool,
+    /// Index + 1 into the configured subprotocols (0: none).
+    proto: u8,
+    /// Position in the worker's subscriber list + 1 (0: not subscribed).
+    sub: u32,
+    /// Tick of the last received bytes.
+    last_rx: u32,
+    /// Bytes the decoder needs before it can make progress.
+    need: u32,
+    decoder: Decoder,
+    input: Option<Box<Input>>,
+    output: Option<Box<Output>>,
+}
+
+impl Conn {
+    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
+        socket2::SockRef::from(&self.fd)
+            .peer_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("not an IP socket"))
+    }
+
+    pub(crate) fn set_read_limit(&mut self, bytes: u64) {
+        let config = self.decoder.config().max_message(bytes).max_frame(bytes);
+        self.decoder.set_config(config);
+    }
+
+    pub(crate) fn buffered_amount(&self) -> usize {
+        self.output.as_ref().map_or(0, |o| o.queued())
+    }
+
+    fn reading(&self) -> bool {
+        matches!(self.state, State::Handshake | State::Open | State::Closing)
+    }
+
+    fn input(&mut self) -> &mut Input {
+        self.input.get_or_insert_with(Default::default)
+    }
+
+    fn output(&mut self) -> &mut Output {
+        self.output.get_or_insert_with(Default::default)
+    }
+}
+
+/// The part of a worker that handler callbacks may use: everything but the connection table,
+/// the receive buffers and the handler itself.
+pub(crate) struct Io {
+    worker: u16,
+    ring: Ring,
+    config: Arc<Config>,
+    hub: Arc<Hub>,
+    timers: Wheel,
+    /// Connections with output to flush at the end of this loop turn.
+    dirty: Vec<ConnId>,
+    /// Frames published during this turn, fanned out at its end.
+    to_publish: Vec<Bytes>,
+    /// Connections subscribed to broadcasts; each knows its position (`Conn::sub`).
+    subscribers: Vec<ConnId>,
+    idle_ticks: u32,
+    close_ticks: u32,
+}
+
+fn ticks(d: Duration) -> u32 {
+    (d.as_millis() / TICK.as_millis()).clamp(1, u128::from(u32::MAX / 4)) as u32
+}
+
+impl Io {
+    fn stats(&self) -> &WorkerStats {
+        &self.hub.stats[usize::from(self.worker)]
+    }
+
+    fn mark_dirty(&mut self, id: ConnId, conn: &mut Conn) {
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(id);
+        }
+    }
+
+    /// Applies backpressure after queuing: pauses reading when over the bound.
+    fn after_queue(&mut self, id: ConnId, conn: &mut Conn) -> SendStatus {
+        self.mark_dirty(id, conn);
+        WorkerStats::add(&self.stats().messages_out, 1);
+        if conn.buffered_amount() > self.config.max_backpressure {
+            if !conn.paused {
+                conn.paused = true;
+                if conn.recv_armed {
+                    let _ = self
+                        .ring
+                        .cancel(id.user_data(OP_RECV), id.user_data(OP_CANCEL));
+                }
+            }
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Queued
+        }
+    }
+
+    pub(crate) fn send_copy(
+        &mut self,
+        id: ConnId,
+        conn: &mut Conn,
+        op: OpCode,
+        payload: &[u8],
+    ) -> SendStatus {
+        if conn.state != State::Open {
+            return SendStatus::Closed;
+        }
+        put_frame(&mut conn.output().staged, op, payload);
+        self.after_queue(id, conn)
+    }
+
+    pub(crate) fn send_shared(&mut self, id: ConnId, conn: &mut Conn, frame: Bytes) -> SendStatus {
+        if conn.state != State::Open {
+            return SendStatus::Closed;
+        }
+        let out = conn.output();
+        if !out.staged.is_empty() {
+            let staged = out.staged.split().freeze();
+            out.queue.push(staged);
+        }
+        out.queue.push(frame);
+        self.after_queue(id, conn)
+    }
+
+    /// Queues our close frame and waits for the peer's (or the close timeout).
+    pub(crate) fn start_close(&mut self, id: ConnId, conn: &mut Conn, close: Close<'_>) {
+        if !matches!(conn.state, State::Open | State::Handshake) {
+            return;
+        }
+        let mut frame = [0u8; 2 + 125];
+        let n = sockeye_codec::encode_close(&mut frame, &close, None)
+            .expect("validated code and reason fit a control frame");
+        conn.output().staged.extend_from_slice(&frame[..n]);
+        conn.state = State::Closing;
+        self.mark_dirty(id, conn);
+        self.timers
+            .schedule(id.slot, id.epoch, TimerKind::Close, self.close_ticks);
+    }
+
+    /// Shuts the socket down; the slot is freed once no request is in flight.
+    pub(crate) fn teardown(&mut self, conn: &mut Conn) {
+        if conn.state == State::Dead {
+            return;
+        }
+        conn.state = State::Dead;
+        // Wakes the multishot recv (it completes with 0 and ends) and fails pending sends.
+        let _ = socket2::SockRef::from(&conn.fd).shutdown(std::net::Shutdown::Both);
+    }
+
+    pub(crate) fn subprotocol<'c>(&'c self, conn: &Conn) -> Option<&'c str> {
+        let i = usize::from(conn.proto).checked_sub(1)?;
+        self.config.subprotocols.get(i).map(String::as_str)
+    }
+
+    pub(crate) fn publish(&mut self, frame: Bytes) {
+        self.to_publish.push(frame);
+    }
+
+    pub(crate) fn subscribe(&mut self, id: ConnId, conn: &mut Conn) {
+        if conn.sub == 0 {
+            self.subscribers.push(id);
+            conn.sub = self.subscribers.len() as u32;
+        }
+    }
+}
+
+/// The connection table: a slab with generations.
+struct Slab {
+    conns: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    epochs: Vec<u16>,
+    open: usize,
+}
+
+impl Slab {
+    fn get(&mut self, slot: u32, epoch: u16) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(slot as usize)?
+            .as_mut()
+            .filter(|c| c.epoch == epoch)
+    }
+
+    fn insert(&mut self, make: impl FnOnce(u16) -> Conn) -> (u32, u16) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.epochs.push(0);
+            (self.conns.len() - 1) as u32
+        });
+        let epoch = self.epochs[slot as usize].wrapping_add(1);
+        self.epochs[slot as usize] = epoch;
+        self.conns[slot as usize] = Some(make(epoch));
+        self.open += 1;
+        (slot, epoch)
+    }
+
+    fn remove(&mut self, slot: u32) -> Option<Conn> {
+        let c = self.conns.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        self.open -= 1;
+        Some(c)
+    }
+}
+
+/// A worker thread's state.
+pub(crate) struct Worker<H: Handler> {
+    io: Io,
+    handler: H,
+    slab: Slab,
+    listener: Option<OwnedFd>,
+    wake: OwnedFd,
+    inbox: Receiver<Inbox>,
+    /// Declared after `io` so the ring (inside `io`) is dropped first.
+    bufs: BufRing,
+    shutdown_deadline: Option<Instant>,
+    accept_armed: bool,
+}
+
+impl<H: Handler> Worker<H> {
+    pub(crate) fn new(
+        worker: usize,
+        config: Arc<Config>,
+        hub: Arc<Hub>,
+        listener: OwnedFd,
+        wake: OwnedFd,
+        inbox: Receiver<Inbox>,
+        handler: H,
+    ) -> io::Result<Worker<H>> {
+        let mut ring = Ring::new(4096).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "io_uring is not available ({e}). sockeye needs Linux 6.0 or later with \
+                     io_uring enabled; in a container, allow the io_uring syscalls (Docker's \
+                     default seccomp profile blocks them: run with a profile that allows \
+                     io_uring_setup, io_uring_enter and io_uring_register), and check that \
+                     /proc/sys/kernel/io_uring_disabled is 0"
+                ),
+            )
+        })?;
+        let bufs = BufRing::new(0, config.recv_buffers, config.recv_buffer_size)?;
+        ring.register(&bufs)?;
+        tracing::debug!(worker, mode = ring.mode, "ring ready");
+        let idle_ticks = ticks(config.idle_timeout);
+        let close_ticks = ticks(config.close_timeout);
+        Ok(Worker {
+            io: Io {
+                worker: worker as u16,
+                ring,
+                config,
+                hub,
+                timers: Wheel::new(),
+                dirty: Vec::new(),
+                to_publish: Vec::new(),
+                subscribers: Vec::new(),
+                idle_ticks,
+                close_ticks,
+            },
+            handler,
+            slab: Slab {
+                conns: Vec::new(),
+                free: Vec::new(),
+                epochs: Vec::new(),
+                open: 0,
+            },
+            listener: Some(listener),
+            wake,
+            inbox,
+            bufs,
+            shutdown_deadline: None,
+            accept_armed: false,
+        })
+    }
+
+    fn id(&self, slot: u32, epoch: u16) -> ConnId {
+        ConnId {
+            worker: self.io.worker,
+            epoch,
+            slot,
+        }
+    }
+
+    /// Runs until shutdown completes.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let lfd = self
+            .listener
+            .as_ref()
+            .map(|l| l.as_raw_fd())
+            .expect("listener at start");
+        self.io.ring.accept_multi(lfd, OP_ACCEPT << 56)?;
+        self.accept_armed = true;
+        self.io.ring.tick(TICK, OP_TICK << 56)?;
+        self.io
+            .ring
+            .read_eventfd(self.wake.as_raw_fd(), OP_WAKE << 56)?;
+        let mut cqes = Vec::with_capacity(1024);
+        loop {
+            self.flush();
+            if self.finished() {
+                self.drain();
+                return Ok(());
+            }
+            self.io.ring.submit_and_wait(1)?;
+            cqes.clear();
+            self.io.ring.completions(&mut cqes);
+            for &(ud, res, flags) in &cqes {
+                let slot = ud as u32;
+                let epoch = (ud >> 32) as u16;
+                match ud >> 56 {
+                    OP_RECV => self.on_recv(slot, epoch, res, flags),
+                    OP_SEND => self.on_send(slot, epoch, res),
+                    OP_ACCEPT => self.on_accept(res, flags),
+                    OP_TICK => self.on_tick(res, flags),
+                    OP_WAKE => self.on_wake(),
+                    _ => {} // cancellations: the cancelled request reports itself
+                }
+            }
+            self.fan_out();
+        }
+    }
+
+    /// Whether a shutdown has finished: every connection is gone, or the deadline passed and
+    /// the rest were shut down.
+    fn finished(&mut self) -> bool {
+        let Some(deadline) = self.shutdown_deadline else {
+            return false;
+        };
+        if self.slab.open > 0 && Instant::now() >= deadline {
+            for slot in 0..self.slab.conns.len() as u32 {
+                if let Some(conn) = self.slab.conns[slot as usize].as_mut() {
+                    self.io.teardown(conn);
+                    let id = ConnId {
+                        worker: self.io.worker,
+                        epoch: conn.epoch,
+                        slot,
+                    };
+                    self.maybe_free(id);
+                }
+            }
+        }
+        self.slab.open == 0
+    }
+
+    /// Cancels the worker's own requests and waits (briefly) for every request to complete,
+    /// so that no kernel write can land in memory after it is freed. If the kernel does not
+    /// answer in time the memory is leaked instead of freed.
+    fn drain(mut self) {
+        let _ = self.io.ring.cancel(OP_TICK << 56, OP_CANCEL << 56);
+        let _ = self.io.ring.cancel(OP_WAKE << 56, OP_CANCEL << 56);
+        let _ = self.io.ring.cancel(OP_ACCEPT << 56, OP_CANCEL << 56);
+        let (mut tick, mut wake, mut accept) = (true, true, self.accept_armed);
+        let give_up = Instant::now() + Duration::from_secs(1);
+        let mut cqes = Vec::new();
+        while (tick || wake || accept || self.slab.open > 0) && Instant::now() < give_up {
+            if self.io.ring.submit_and_wait(1).is_err() {
+                break;
+            }
+            cqes.clear();
+            self.io.ring.completions(&mut cqes);
+            for &(ud, res, flags) in &cqes {
+                let (slot, epoch) = (ud as u32, (ud >> 32) as u16);
+                match ud >> 56 {
+                    OP_TICK => tick &= ring::more(flags),
+                    OP_WAKE => wake = false,
+                    OP_ACCEPT => {
+                        accept &= ring::more(flags);
+                        drop(ring::accepted_fd(res));
+                    }
+                    OP_RECV => self.on_recv(slot, epoch, res, flags),
+                    OP_SEND => self.on_send(slot, epoch, res),
+                    _ => {}
+                }
+            }
+            self.flush();
+        }
+        if tick || wake || accept || self.slab.open > 0 {
+            tracing::warn!("requests still in flight at exit; leaking the worker's buffers");
+            std::mem::forget(self);
+        }
+    }
+
+    /// Submits one send per connection with output (the corked write of this loop turn).
+    fn flush(&mut self) {
+        let dirty = std::mem::take(&mut self.io.dirty);
+        for id in &dirty {
+            let Some(conn) = self.slab.get(id.slot, id.epoch) else {
+                continue;
+            };
+            conn.dirty = false;
+            let fd = conn.fd.as_raw_fd();
+            let Some(out) = conn.output.as_mut() else {
+                continue;
+            };
+            if !out.staged.is_empty() {
+                let staged = out.staged.split().freeze();
+                out.queue.push(staged);
+            }
+            if let Err(e) = self.io.ring.send(fd, &mut out.queue, id.user_data(OP_SEND)) {
+                tracing::warn!(error = %e, "submitting a send failed");
+                self.io.teardown(conn);
+            }
+        }
+        self.io.dirty = dirty;
+        self.io.dirty.clear();
+    }
+
+    fn on_accept(&mut self, res: i32, flags: u32) {
+        if !ring::more(flags) {
+            self.accept_armed = false;
+            if self.shutdown_deadline.is_none()
+                && let Some(l) = &self.listener
+            {
+                match self.io.ring.accept_multi(l.as_raw_fd(), OP_ACCEPT << 56) {
+                    Ok(()) => self.accept_armed = true,
+                    Err(e) => tracing::error!(error = %e, "re-arming accept failed"),
+                }
+            }
+        }
+        let Some(fd) = ring::accepted_fd(res) else {
+            if res != -libc::ECANCELED {
+                tracing::warn!(error = %io::Error::from_raw_os_error(-res), "accept failed");
+            }
+            return;
+        };
+        if self.shutdown_deadline.is_some() {
+            return; // dropping closes it
+        }
+        let _ = socket2::SockRef::from(&fd).set_tcp_nodelay(true);
+        let config = &self.io.config;
+        let decoder_config = sockeye_codec::Config::new()
+            .max_message(config.max_message)
+            .max_frame(config.max_message);
+        let now = self.io.timers.now();
+        let (slot, epoch) = self.slab.insert(|epoch| Conn {
+            fd,
+            epoch,
+            state: State::Handshake,
+            recv_armed: false,
+            paused: false,
+            dirty: false,
+            ping_outstanding: false,
+            close_after_send: false,
+            live: false,
+            proto: 0,
+            sub: 0,
+            last_rx: now,
+            need: 0,
+            decoder: Decoder::new(Role::Server, decoder_config),
+            input: None,
+            output: None,
+        });
+        let id = self.id(slot, epoch);
+        let handshake_ticks = ticks(self.io.config.handshake_timeout);
+        self.io
+            .timers
+            .schedule(slot, epoch, TimerKind::Handshake, handshake_ticks);
+        self.arm_recv(id);
+    }
+
+    fn arm_recv(&mut self, id: ConnId) {
+        let Some(conn) = self.slab.get(id.slot, id.epoch) else {
+            return;
+        };
+        if conn.recv_armed || conn.paused || !conn.reading() {
+            return;
+        }
+        match self
+            .io
+            .ring
+            .recv_multi(conn.fd.as_raw_fd(), &self.bufs, id.user_data(OP_RECV))
+        {
+            Ok(()) => conn.recv_armed = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "arming recv failed");
+                self.io.teardown(conn);
+            }
+        }
+    }
+
+    fn on_recv(&mut self, slot: u32, epoch: u16, res: i32, flags: u32) {
+        let buf = self.bufs.take(res, flags);
+        let id = self.id(slot, epoch);
+        let Some(conn) = self.slab.get(slot, epoch) else {
+            if let Some(b) = buf {
+                self.bufs.recycle(b);
+            }
+            return;
+        };
+        if !ring::more(flags) {
+            conn.recv_armed = false;
+        }
+        match (res, buf) {
+            (n, Some(b)) if n > 0 => {
+                conn.last_rx = self.io.timers.now();
+                self.on_bytes(id, &b);
+                self.bufs.recycle(b);
+            }
+            (_, b) => {
+                if let Some(b) = b {
+                    self.bufs.recycle(b);
+                }
+                let conn = self.slab.get(slot, epoch).expect("checked above");
+                match -res {
+                    libc::ENOBUFS => {} // every buffer is busy: re-armed below
+                    // Our own cancel (backpressure); it may land after the pause ended, in
+                    // which case the recv is armed again below.
+                    libc::ECANCELED => {}
+                    _ => {
+                        // EOF, reset, or shut down by us.
+                        tracing::trace!(res, paused = conn.paused, "recv ended");
+                        self.io.teardown(conn);
+                    }
+                }
+            }
+        }
+        self.arm_recv(id);
+        self.maybe_free(id);
+    }
+
+    /// Bytes received on a connection, in a ring buffer.
+    fn on_bytes(&mut self, id: ConnId, b: &RecvBuf) {
+        let data = self.bufs.bytes(b);
+        let conn = self.slab.conns[id.slot as usize]
+            .as_mut()
+            .expect("live connection");
+        match conn.state {
+            State::Handshake => {
+                let input = conn.input();
+                let room = self.io.config.max_request + 1
+                    - input.pending.len().min(self.io.config.max_request);
+                input
+                    .pending
+                    .extend_from_slice(&data[..data.len().min(room)]);
+                handshake(&mut self.io, &mut self.handler, id, conn);
+            }
+            State::Open | State::Closing => {
+                feed(&mut self.io, &mut self.handler, id, conn, data);
+            }
+            State::Dead => {}
+        }
+    }
+
+    fn on_send(&mut self, slot: u32, epoch: u16, res: i32) {
+        let id = self.id(slot, epoch);
+        let Some(conn) = self.slab.get(slot, epoch) else {
+            return;
+        };
+        let Some(out) = conn.output.as_mut() else {
+            return;
+        };
+        if res < 0 {
+            tracing::trace!(res, "send failed");
+            out.queue.fail();
+            self.io.teardown(conn);
+            self.maybe_free(id);
+            return;
+        }
+        out.queue.complete(res as usize);
+        if out.queued() > 0 {
+            self.io.mark_dirty(id, conn); // the rest goes out in this turn's flush
+        } else {
+            if !out.queue.in_flight() {
+                conn.output = None; // idle connections hold no output memory
+            }
+            if conn.close_after_send {
+                self.io.teardown(conn);
+            }
+        }
+        let bound = self.io.config.max_backpressure;
+        if conn.paused && conn.buffered_amount() <= bound / 2 && conn.state == State::Open {
+            conn.paused = false;
+            let mut ws = WebSocket {
+                id,
+                conn,
+                io: &mut self.io,
+            };
+            self.handler.on_drain(&mut ws);
+            self.arm_recv(id);
+        }
+        self.maybe_free(id);
+    }
+
+    /// Frees the slot of a dead connection once no request is in flight.
+    fn maybe_free(&mut self, id: ConnId) {
+        let Some(conn) = self.slab.get(id.slot, id.epoch) else {
+            return;
+        };
+        let sending = conn.output.as_ref().is_some_and(|o| o.queue.in_flight());
+        if conn.state != State::Dead || conn.recv_armed || sending {
+            return;
+        }
+        let mut conn = self.slab.remove(id.slot).expect("present");
+        self.notify_close(id.slot, &mut conn, Some(CloseCode::ABNORMAL), "");
+        drop(conn); // closes the socket
+    }
+
+    /// Calls `on_close` once for a connection that saw `on_open`, and unsubscribes it.
+    fn notify_close(&mut self, slot: u32, conn: &mut Conn, code: Option<CloseCode>, reason: &str) {
+        if conn.sub != 0 {
+            unsubscribe(&mut self.io, &mut self.slab, conn.sub);
+            conn.sub = 0;
+        }
+        if conn.live {
+            conn.live = false;
+            WorkerStats::sub(&self.io.stats().connections, 1);
+            self.handler.on_close(
+                ConnId {
+                    worker: self.io.worker,
+                    epoch: conn.epoch,
+                    slot,
+                },
+                code,
+                reason,
+            );
+        }
+    }
+
+    fn on_tick(&mut self, res: i32, flags: u32) {
+        if !ring::more(flags)
+            && let Err(e) = self.io.ring.tick(TICK, OP_TICK << 56)
+        {
+            tracing::error!(error = %e, "re-arming the timer failed");
+        }
+        let _ = res;
+        let mut fired = Vec::new();
+        self.io.timers.advance(&mut fired);
+        let now = self.io.timers.now();
+        for e in fired {
+            let id = self.id(e.slot, e.epoch);
+            let Some(conn) = self.slab.get(e.slot, e.epoch) else {
+                continue;
+            };
+            match (e.kind, conn.state) {
+                (TimerKind::Handshake, State::Handshake) => {
+                    tracing::debug!("handshake timeout");
+                    self.io.teardown(conn);
+                }
+                (TimerKind::Close, State::Closing) => self.io.teardown(conn),
+                (TimerKind::Idle, State::Open) => {
+                    let silent = now.wrapping_sub(conn.last_rx);
+                    let idle = self.io.idle_ticks;
+                    if silent < idle {
+                        self.io
+                            .timers
+                            .schedule(e.slot, e.epoch, TimerKind::Idle, idle - silent);
+                    } else if conn.ping_outstanding {
+                        let close = Close {
+                            code: Some(CloseCode::GOING_AWAY),
+                            reason: "idle timeout",
+                        };
+                        self.io.start_close(id, conn, close);
+                    } else {
+                        conn.ping_outstanding = true;
+                        self.io.send_copy(id, conn, OpCode::Ping, b"");
+                        self.io
+                            .timers
+                            .schedule(e.slot, e.epoch, TimerKind::Idle, idle);
+                    }
+                }
+                _ => {}
+            }
+            self.maybe_free(id);
+        }
+    }
+
+    fn on_wake(&mut self) {
+        let w = usize::from(self.io.worker);
+        self.io.hub.woken(w);
+        if let Err(e) = self
+            .io
+            .ring
+            .read_eventfd(self.wake.as_raw_fd(), OP_WAKE << 56)
+        {
+            tracing::error!(error = %e, "re-arming the wake-up read failed");
+        }
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                Inbox::Broadcast(frame) => self.deliver(frame),
+                Inbox::Task(id, task) => {
+                    let Some(conn) = self.slab.get(id.slot, id.epoch) else {
+                        continue;
+                    };
+                    if conn.state == State::Open {
+                        let mut ws = WebSocket {
+                            id,
+                            conn,
+                            io: &mut self.io,
+                        };
+                        task(&mut ws);
+                    }
+                }
+            }
+        }
+        if self.io.hub.shutdown.load(Ordering::Acquire) && self.shutdown_deadline.is_none() {
+            self.begin_shutdown();
+        }
+    }
+
+    /// Stops accepting and closes every connection with 1001.
+    fn begin_shutdown(&mut self) {
+        self.shutdown_deadline = Some(Instant::now() + self.io.config.close_timeout);
+        let _ = self.io.ring.cancel(OP_ACCEPT << 56, OP_CANCEL << 56);
+        self.listener = None;
+        for slot in 0..self.slab.conns.len() as u32 {
+            let Some(conn) = self.slab.conns[slot as usize].as_mut() else {
+                continue;
+            };
+            let id = ConnId {
+                worker: self.io.worker,
+                epoch: conn.epoch,
+                slot,
+            };
+            match conn.state {
+                State::Open => {
+                    let close = Close {
+                        code: Some(CloseCode::GOING_AWAY),
+                        reason: "server shutdown",
+                    };
+                    self.io.start_close(id, conn, close);
+                }
+                State::Handshake => self.io.teardown(conn),
+                _ => {}
+            }
+            self.maybe_free(id);
+        }
+    }
+
+    /// Delivers the frames published during this turn: to other workers through their
+    /// mailboxes, to local subscribers directly.
+    fn fan_out(&mut self) {
+        if self.io.to_publish.is_empty() {
+            return;
+        }
+        let frames = std::mem::take(&mut self.io.to_publish);
+        let me = usize::from(self.io.worker);
+        for frame in frames {
+            for w in 0..self.io.hub.workers() {
+                if w != me
+                    && self
+                        .io
+                        .hub
+                        .send(w, Inbox::Broadcast(frame.clone()))
+                        .is_err()
+                {
+                    WorkerStats::add(&self.io.stats().dropped, 1);
+                }
+            }
+            self.deliver(frame);
+        }
+    }
+
+    /// Queues one shared frame for every local subscriber, applying the slow policy.
+    fn deliver(&mut self, frame: Bytes) {
+        let mut i = 0;
+        while i < self.io.subscribers.len() {
+            let id = self.io.subscribers[i];
+            i += 1;
+            let Some(conn) = self.slab.get(id.slot, id.epoch) else {
+                continue;
+            };
+            if conn.state != State::Open {
+                continue;
+            }
+            let over = conn.buffered_amount() + frame.len() > self.io.config.max_backpressure;
+            match (over, self.io.config.slow_policy) {
+                (true, SlowPolicy::Drop) => continue,
+                (true, SlowPolicy::Close) => {
+                    let close = Close {
+                        code: Some(CloseCode::POLICY_VIOLATION),
+                        reason: "too slow",
+                    };
+                    self.io.start_close(id, conn, close);
+                }
+                (false, _) => {
+                    let out = conn.output();
+                    if !out.staged.is_empty() {
+                        let staged = out.staged.split().freeze();
+                        out.queue.push(staged);
+                    }
+                    out.queue.push(frame.clone());
+                    self.io.mark_dirty(id, conn);
+                    WorkerStats::add(&self.io.stats().messages_out, 1);
+                }
+            }
+        }
+    }
+}
+
+/// Removes subscriber `pos` (1-based) by swapping the last one into its place.
+fn unsubscribe(io: &mut Io, slab: &mut Slab, pos: u32) {
+    let i = pos as usize - 1;
+    io.subscribers.swap_remove(i);
+    if let Some(moved) = io.subscribers.get(i).copied()
+        && let Some(c) = slab.get(moved.slot, moved.epoch)
+    {
+        c.sub = pos;
+    }
+}
+
+/// Tries to complete the upgrade from the request bytes received so far.
+fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Conn) {
+    let mut input = conn.input.take().expect("handshake bytes");
+    let max = io.config.max_request;
+    let mut headers = [EMPTY_HEADER; 64];
+    let outcome = match Request::parse(&input.pending, &mut headers) {
+        Ok(Status::Partial { .. }) if input.pending.len() > max => {
+            Some(Err((431, "request too large".into())))
+        }
+        Ok(Status::Partial { .. }) => None,
+        Err(HandshakeError::TooManyHeaders) => Some(Err((431, "too many headers".into()))),
+        Err(e) => Some(Err((e.status(), e.to_string()))),
+        Ok(Status::Complete((req, len))) => {
+            Some(accept(io, &req).map(|(resp, proto)| (resp, proto, len)))
+        }
+    };
+    let Some(outcome) = outcome else {
+        conn.input = Some(input);
+        return;
+    };
+    match outcome {
+        Err((status, body)) => {
+            let mut resp = vec![0u8; 512 + body.len()];
+            let n = handshake::write_error_response(&mut resp, status, &body)
+                .expect("sized for the body");
+            tracing::debug!(status, %body, "handshake refused");
+            conn.output().staged.extend_from_slice(&resp[..n]);
+            conn.state = State::Closing;
+            conn.close_after_send = true;
+            io.mark_dirty(id, conn);
+        }
+        Ok((resp, proto, len)) => {
+            conn.output().staged.extend_from_slice(&resp);
+            io.mark_dirty(id, conn);
+            conn.proto = proto;
+            conn.state = State::Open;
+            conn.live = true;
+            WorkerStats::add(&io.stats().connections, 1);
+            io.timers
+                .schedule(id.slot, id.epoch, TimerKind::Idle, io.idle_ticks);
+            handler.on_open(&mut WebSocket { id, conn, io });
+            // Frames the client sent right behind its request.
+            input.pending.drain(..len);
+            if !input.pending.is_empty() {
+                let mut rest = std::mem::take(&mut input.pending);
+                feed(io, handler, id, conn, &mut rest);
+            }
+        }
+    }
+}
+
+/// Validates the request against the policy and writes the 101 response.
+fn accept(io: &Io, req: &Request<'_, '_>) -> Result<(Vec<u8>, u8), (u16, String)> {
+    let config = &io.config;
+    if !config.insecure_skip_origin_check {
+        let patterns: Vec<&str> = config.allowed_origins.iter().map(String::as_str).collect();
+        if !handshake::origin_allowed(req.origin, req.host, &patterns) {
+            let origin = req.origin.unwrap_or_default();
+            return Err((403, format!("origin {origin:?} not allowed")));
+        }
+    }
+    let supported: Vec<&str> = config.subprotocols.iter().map(String::as_str).collect();
+    let chosen = handshake::select_protocol(&req.protocols, &supported);
+    let proto = chosen
+        .and_then(|p| supported.iter().position(|s| *s == p))
+        .map_or(0, |i| i as u8 + 1);
+    let mut resp = vec![0u8; 512];
+    let n = req
+        .accept(&mut resp, chosen, None)
+        .map_err(|e| (500, e.to_string()))?;
+    resp.truncate(n);
+    Ok((resp, proto))
+}
+
+/// Feeds received frame bytes to the decoder: first through bytes left over from the last
+/// receive (a partial header or control frame), then in place in `data`.
+fn feed<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Conn, data: &mut [u8]) {
+    let mut data = data;
+    while conn.input.as_ref().is_some_and(|i| !i.pending.is_empty()) && !data.is_empty() {
+        let input = conn.input.as_mut().expect("checked");
+        // Enough to complete what is pending, and a little more to save a round.
+        let take = data.len().min((conn.need as usize).max(256));
+        input.pending.extend_from_slice(&data[..take]);
+        data = &mut data[take..];
+        let mut pending = std::mem::take(&mut input.pending);
+        let used = decode(io, handler, id, conn, &mut pending);
+        pending.drain(..used);
+        if let Some(input) = conn.input.as_mut() {
+            input.pending = pending;
+        }
+    }
+    if !data.is_empty() && conn.input.as_ref().is_none_or(|i| i.pending.is_empty()) {
+        let used = decode(io, handler, id, conn, data);
+        if used < data.len() && conn.reading() {
+            conn.input().pending.extend_from_slice(&data[used..]);
+        }
+    }
+    // Hold no memory that is not needed any more.
+    if conn
+        .input
+        .as_ref()
+        .is_some_and(|i| i.pending.is_empty() && i.message.is_empty())
+    {
+        conn.input = None;
+    }
+}
+
+/// Decodes frames from `buf` and dispatches them; returns the bytes consumed (all of them once
+/// the connection stops reading).
+fn decode<H: Handler>(
+    io: &mut Io,
+    handler: &mut H,
+    id: ConnId,
+    conn: &mut Conn,
+    buf: &mut [u8],
+) -> usize {
+    let mut used = 0;
+    loop {
+        if !matches!(conn.state, State::Open | State::Closing) {
+            return buf.len();
+        }
+        let frame = match conn.decoder.decode_streaming(&mut buf[used..]) {
+            Ok(Status::Complete(frame)) => frame,
+            Ok(Status::Partial { needed }) => {
+                conn.need = needed.min(u32::MAX as usize) as u32;
+                return used;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "protocol error");
+                // Fail the connection (RFC 6455 §7.1.7): our close, then the socket.
+                let close = Close {
+                    code: Some(e.close_code()),
+                    reason: "",
+                };
+                io.start_close(id, conn, close);
+                conn.close_after_send = true;
+                return buf.len();
+            }
+        };
+        used += frame.wire_len();
+        match frame.event {
+            Event::Data(d) => {
+                if conn.state != State::Open {
+                    continue; // after our close, data is read and dropped
+                }
+                if d.message_fin {
+                    WorkerStats::add(&io.stats().messages_in, 1);
+                }
+                if handler.streaming() {
+                    let chunk = Chunk {
+                        text: d.kind == DataKind::Text,
+                        data: d.payload,
+                        first: d.message_start,
+                        last: d.message_fin,
+                    };
+                    handler.on_chunk(&mut WebSocket { id, conn, io }, chunk);
+                } else if d.message_start && d.message_fin {
+                    // The whole message sits in this buffer: lend it without a copy.
+                    let msg = match d.kind {
+                        DataKind::Text => Message::Text(ring::validated_str(d.payload)),
+                        DataKind::Binary => Message::Binary(d.payload),
+                    };
+                    handler.on_message(&mut WebSocket { id, conn, io }, msg);
+                } else {
+                    let input = conn.input();
+                    if d.message_start {
+                        input.message.clear();
+                        input.message_text = d.kind == DataKind::Text;
+                    }
+                    input.message.extend_from_slice(d.payload);
+                    if d.message_fin {
+                        let whole = std::mem::take(&mut input.message);
+                        let msg = if input.message_text {
+                            Message::Text(ring::validated_str(&whole))
+                        } else {
+                            Message::Binary(&whole)
+                        };
+                        handler.on_message(&mut WebSocket { id, conn, io }, msg);
+                    }
+                }
+            }
+            Event::Ping(p) => {
+                if conn.state == State::Open {
+                    io.send_copy(id, conn, OpCode::Pong, p);
+                    handler.on_ping(&mut WebSocket { id, conn, io }, p);
+                }
+            }
+            Event::Pong(p) => {
+                conn.ping_outstanding = false;
+                if conn.state == State::Open {
+                    handler.on_pong(&mut WebSocket { id, conn, io }, p);
+                }
+            }
+            Event::Close(c) => {
+                if conn.state == State::Open {
+                    // Answer with the same code (none if none came), then close the socket.
+                    io.start_close(
+                        id,
+                        conn,
+                        Close {
+                            code: c.code,
+                            reason: "",
+                        },
+                    );
+                }
+                conn.close_after_send = true;
+                if conn
+                    .output
+                    .as_ref()
+                    .is_none_or(|o| o.queued() == 0 && !o.queue.in_flight())
+                {
+                    io.teardown(conn);
+                }
+                if conn.live {
+                    conn.live = false;
+                    WorkerStats::sub(&io.stats().connections, 1);
+                    handler.on_close(id, c.code, c.reason);
+                }
+                return buf.len();
+            }
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The io_uring server against independent clients (tokio-tungstenite) and raw bad input.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use sockeye_server::{Broadcast, Config, Echo, Handler, Message as SMessage, Server, WebSocket};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+fn config() -> Config {
+    Config::new("127.0.0.1:0".parse().unwrap()).workers(2)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(addr: SocketAddr) -> Ws {
+    let (ws, resp) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+async fn next(ws: &mut Ws) -> Message {
+    tokio::time::timeout(Duration::from_secs(20), ws.next())
+        .await
+        .expect("a message within 20 s")
+        .expect("stream open")
+        .expect("no error")
+}
+
+#[test]
+fn echo_text_binary_fragmented_and_large() {
+    let server = Server::start(config(), |_| Echo).unwrap();
+    let addr = server.local_addr();
+    rt().block_on(async {
+        let mut ws = connect(addr).await;
+        ws.send(Message::text("Hello, κόσμε")).await.unwrap();
+        assert_eq!(next(&mut ws).await, Message::text("Hello, κόσμε"));
+        ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut ws).await, Message::binary(vec![0u8, 1, 2, 255]));
+        for size in [0, 125, 126, 65535, 65536, 64 << 10, 1 << 20, 16 << 20] {
+            let payload: Vec<u8> = (0..size).map(|i: usize| (i % 251) as u8).collect();
+            ws.send(Message::binary(payload.clone())).await.unwrap();
+            assert_eq!(next(&mut ws).await, Message::binary(payload), "size {size}");
+        }
+        // A fragmented text message, split inside characters.
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        let text = "fragments: 𝄞 世界".as_bytes();
+        let parts = [&text[..13], &text[13..16], &text[16..]];
+        for (i, part) in parts.iter().enumerate() {
+            let op = if i == 0 {
+                OpCode::Data(Data::Text)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            ws.feed(Message::Frame(Frame::message(
+                part.to_vec(),
+                op,
+                i == parts.len() - 1,
+            )))
+            .await
+            .unwrap();
+        }
+        ws.flush().await.unwrap();
+        assert_eq!(next(&mut ws).await, Message::text("fragments: 𝄞 世界"));
+        ws.send(Message::Ping(Bytes::from_static(b"are you there")))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut ws).await,
+            Message::Pong(Bytes::from_static(b"are you there"))
+        );
+        ws.close(None).await.unwrap();
+    });
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn messages_straddling_small_receive_buffers() {
+    // 8 buffers of 4 KiB: every message below crosses buffer boundaries at odd offsets.
+    let server = Server::start(config().recv_buffers(8, 4096), |_| Echo).unwrap();
+    let addr = server.local_addr();
+    rt().block_on(async {
+        let mut ws = connect(addr).await;
+        let sizes = [1, 4095, 4096, 4097, 9000, 70_001, 300_007];
+        for &size in &sizes {
+            let text: String = (0..size)
+                .map(|i| if i % 3 == 0 { 'é' } else { 'x' })
+                .collect();
+            ws.feed(Message::text(text)).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        for &size in &sizes {
+            let Message::Text(t) = next(&mut ws).await else {
+                panic!("text expected")
+            };
+            assert_eq!(t.chars().count(), size);
+        }
+        // Many small pipelined messages: several frames per receive, headers split across them.
+        for i in 0..2000u32 {
+            ws.feed(Message::binary(i.to_be_bytes().repeat(i as usize % 7)))
+                .await
+                .unwrap();
+        }
+        ws.flush().await.unwrap();
+        for i in 0..2000u32 {
+            assert_eq!(
+                next(&mut ws).await,
+                Message::binary(i.to_be_bytes().repeat(i as usize % 7))
+            );
+        }
+    });
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn broadcast_reaches_every_subscriber_in_order() {
+    let server = Server::start(config(), |_| Broadcast).unwrap();
+    let addr = server.local_addr();
+    rt().block_on(async {
+        let mut subs = Vec::new();
+        for _ in 0..20 {
+            subs.push(connect(addr).await);
+        }
+        // Let every subscription land on its worker before publishing.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut publisher = connect(addr).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for i in 0..200 {
+            publisher
+                .feed(Message::text(format!("m{i}")))
+                .await
+                .unwrap();
+        }
+        publisher.flush().await.unwrap();
+        for ws in subs.iter_mut().chain(std::iter::once(&mut publisher)) {
+            for i in 0..200 {
+                assert_eq!(next(ws).await, Message::text(format!("m{i}")));
+            }
+        }
+    });
+    server.shutdown();
+    server.join().unwrap();
+}
+
+/// Upgrades by hand, to send bytes no well-behaved client would.
+fn raw_upgrade(addr: SocketAddr, extra: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    let mut byte = [0u8];
+    while !resp.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).unwrap() == 0 {
+            break;
+        }
+        resp.push(byte[0]);
+    }
+    (s, String::from_utf8(resp).unwrap())
+}
+
+/// Reads an unmasked close frame and returns its code; the server then closes the socket.
+fn read_close_code(s: &mut TcpStream) -> u16 {
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x88, "a close frame");
+    let len = usize::from(head[1]);
+    assert!((2..=125).contains(&len), "a close frame with a code");
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    assert!(std::str::from_utf8(&payload[2..]).is_ok());
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "nothing after the close frame");
+    u16::from_be_bytes([payload[0], payload[1]])
+}
+
+#[test]
+fn bad_frames_get_their_close_codes_and_others_go_on() {
+    let server = Server::start(config().max_message(1 << 20), |_| Echo).unwrap();
+    let addr = server.local_addr();
+    let (mut bystander, _) = raw_upgrade(addr, "");
+    let cases: [(&[u8], u16); 5] = [
+        (&[0x83, 0x80, 0, 0, 0, 0], 1002),             // reserved opcode
+        (&[0x81, 0x01, b'a'], 1002),                   // unmasked client frame
+        (&[0x81, 0x82, 0, 0, 0, 0, 0xc3, 0x28], 1007), // invalid UTF-8
+        (&[0x82, 0xff, 0, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 0], 1009), // 2 MiB header, 1 MiB limit
+        (&[0x89, 0xfe, 0, 200, 0, 0, 0, 0], 1002),     // ping over 125 bytes
+    ];
+    for (bytes, code) in cases {
+        let (mut s, resp) = raw_upgrade(addr, "");
+        assert!(resp.starts_with("HTTP/1.1 101 "), "{resp}");
+        s.write_all(bytes).unwrap();
+        assert_eq!(read_close_code(&mut s), code, "{bytes:x?}");
+    }
+    // The bystander connection is untouched: a masked "ok" is echoed.
+    bystander
+        .write_all(&[0x81, 0x82, 1, 2, 3, 4, b'o' ^ 1, b'k' ^ 2])
+        .unwrap();
+    let mut echo = [0u8; 4];
+    bystander.read_exact(&mut echo).unwrap();
+    assert_eq!(echo, [0x81, 0x02, b'o', b'k']);
+    server.shutdown();
+    server.join().unwrap();
+}
+
+fn http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+#[test]
+fn http_errors_origins_and_subprotocols() {
+    let config = config()
+        .allow_origin("*.good.example")
+        .subprotocol("v2")
+        .subprotocol("v1");
+    let server = Server::start(config, |_| Echo).unwrap();
+    let addr = server.local_addr();
+    let r = http(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 426 "), "{r}");
+    assert!(r.contains("\r\nSec-WebSocket-Version: 13\r\n"), "{r}");
+    let r = http(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 405 "), "{r}");
+    let r = http(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                         Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
+    let r = http(addr, b"NOT HTTP AT ALL\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
+    let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 9000));
+    let r = http(addr, &huge);
+    assert!(r.starts_with("HTTP/1.1 431 "), "{r}");
+
+    let (_, r) = raw_upgrade(addr, "Origin: http://evil.example\r\n");
+    assert!(r.starts_with("HTTP/1.1 403 "), "{r}");
+    let (_, r) = raw_upgrade(addr, "Origin: https://app.good.example\r\n");
+    assert!(r.starts_with("HTTP/1.1 101 "), "{r}");
+    let (_, r) = raw_upgrade(addr, &format!("Origin: http://{addr}\r\n"));
+    assert!(r.starts_with("HTTP/1.1 101 "), "same origin: {r}");
+    let (_, r) = raw_upgrade(addr, "Sec-WebSocket-Protocol: v1, v2\r\n");
+    assert!(
+        r.contains("\r\nSec-WebSocket-Protocol: v2\r\n"),
+        "server preference wins: {r}"
+    );
+    let (_, r) = raw_upgrade(addr, "Sec-WebSocket-Protocol: mqtt\r\n");
+    assert!(!r.contains("Sec-WebSocket-Protocol"), "{r}");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn idle_connections_are_pinged_then_closed_with_1001() {
+    let config = config().idle_timeout(Duration::from_millis(300));
+    let server = Server::start(config, |_| Echo).unwrap();
+    let (mut s, resp) = raw_upgrade(server.local_addr(), "");
+    assert!(resp.starts_with("HTTP/1.1 101 "));
+    // We never answer: first a ping, then the close.
+    let mut ping = [0u8; 2];
+    s.read_exact(&mut ping).unwrap();
+    assert_eq!(ping, [0x89, 0x00]);
+    assert_eq!(read_close_code(&mut s), 1001);
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn a_peer_that_answers_pings_stays_connected() {
+    let config = config().idle_timeout(Duration::from_millis(200));
+    let server = Server::start(config, |_| Echo).unwrap();
+    let addr = server.local_addr();
+    rt().block_on(async {
+        let mut ws = connect(addr).await; // tungstenite answers pings by itself
+        let until = Instant::now() + Duration::from_millis(1200);
+        while Instant::now() < until {
+            match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+                Ok(Some(Ok(Message::Ping(_)))) | Err(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        ws.send(Message::text("still here")).await.unwrap();
+        loop {
+            match next(&mut ws).await {
+                Message::Ping(_) => continue,
+                m => break assert_eq!(m, Message::text("still here")),
+            }
+        }
+    });
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn graceful_shutdown_closes_with_1001() {
+    let server = Server::start(config(), |_| Echo).unwrap();
+    let addr = server.local_addr();
+    rt().block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..10 {
+            clients.push(connect(addr).await);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        server.shutdown();
+        for ws in &mut clients {
+            match next(ws).await {
+                Message::Close(Some(f)) => assert_eq!(f.code, CloseCode::Away),
+                m => panic!("expected close, got {m:?}"),
+            }
+        }
+    });
+    let started = Instant::now();
+    server.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert!(TcpStream::connect(addr).is_err(), "no longer accepting");
+}
+
+/// A handler that answers from another thread through a `Poster`.
+struct Deferred(sockeye_server::Poster);
+
+impl Handler for Deferred {
+    fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: SMessage<'_>) {
+        let (id, text, poster) = (
+            ws.id(),
+            String::from_utf8_lossy(msg.as_bytes()).into_owned(),
+            self.0.clone(),
+        );
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20)); // the slow work
+            assert!(poster.post(id, move |ws| {
+                ws.send_text(&text.to_uppercase());
+            }));
+        });
+    }
+}
+
+#[test]
+fn work_posted_back_from_another_thread() {
+    let server = Server::start(config(), |ctx| Deferred(ctx.poster)).unwrap();
+    let addr = server.local_addr();
+    rt().block_on(async {
+        let mut ws = connect(addr).await;
+        ws.send(Message::text("shout")).await.unwrap();
+        assert_eq!(next(&mut ws).await, Message::text("SHOUT"));
+    });
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn a_client_that_does_not_read_is_paused_not_buffered() {
+    // 64 KiB bound: the server stops reading from a peer that never reads its echoes, so its
+    // memory stays bounded while the peer's sends block.
+    let server = Server::start(config().max_backpressure(64 << 10), |_| Echo).unwrap();
+    let addr = server.local_addr();
+    let (mut s, _) = raw_upgrade(addr, "");
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut frame = vec![0x82, 0xfe, 0xff, 0xff, 0, 0, 0, 0];
+    frame.extend(std::iter::repeat_n(7u8, 65535));
+    let mut sent = 0usize;
+    while s.write_all(&frame).is_ok() {
+        sent += frame.len();
+        assert!(sent < 512 << 20, "the server kept reading without bound");
+    }
+    // Now read everything back: the connection is alive and drains.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    assert!(s.read(&mut buf).unwrap() > 0);
+    server.shutdown();
+    server.join().unwrap();
+}

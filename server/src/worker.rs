@@ -58,6 +58,8 @@ enum State {
     Open,
     /// Our close frame is queued or sent; waiting for the peer's (or the timeout).
     Closing,
+    /// The upgrade was refused with an HTTP error; the socket closes once it is sent.
+    Refused,
     /// The socket is shut down; waiting for requests in flight before freeing the slot.
     Dead,
 }
@@ -316,6 +318,8 @@ pub(crate) struct Worker<H: Handler> {
     bufs: BufRing,
     shutdown_deadline: Option<Instant>,
     accept_armed: bool,
+    /// "Out of descriptors" was logged and nothing was accepted since.
+    fd_warned: bool,
 }
 
 impl<H: Handler> Worker<H> {
@@ -371,6 +375,7 @@ impl<H: Handler> Worker<H> {
             bufs,
             shutdown_deadline: None,
             accept_armed: false,
+            fd_warned: false,
         })
     }
 
@@ -507,23 +512,26 @@ impl<H: Handler> Worker<H> {
     }
 
     fn on_accept(&mut self, res: i32, flags: u32) {
+        let out_of_fds = res == -libc::EMFILE || res == -libc::ENFILE;
         if !ring::more(flags) {
             self.accept_armed = false;
-            if self.shutdown_deadline.is_none()
-                && let Some(l) = &self.listener
-            {
-                match self.io.ring.accept_multi(l.as_raw_fd(), OP_ACCEPT << 56) {
-                    Ok(()) => self.accept_armed = true,
-                    Err(e) => tracing::error!(error = %e, "re-arming accept failed"),
-                }
+            // Out of descriptors: retry on the next tick rather than spin on the error.
+            if !out_of_fds {
+                self.arm_accept();
             }
         }
         let Some(fd) = ring::accepted_fd(res) else {
-            if res != -libc::ECANCELED {
+            if out_of_fds {
+                if !self.fd_warned {
+                    self.fd_warned = true;
+                    tracing::warn!("out of file descriptors: not accepting until some close");
+                }
+            } else if res != -libc::ECANCELED {
                 tracing::warn!(error = %io::Error::from_raw_os_error(-res), "accept failed");
             }
             return;
         };
+        self.fd_warned = false;
         if self.shutdown_deadline.is_some() {
             return; // dropping closes it
         }
@@ -557,6 +565,18 @@ impl<H: Handler> Worker<H> {
             .timers
             .schedule(slot, epoch, TimerKind::Handshake, handshake_ticks);
         self.arm_recv(id);
+    }
+
+    /// Arms the multishot accept unless it is armed or the worker is shutting down.
+    fn arm_accept(&mut self) {
+        if self.accept_armed || self.shutdown_deadline.is_some() {
+            return;
+        }
+        let Some(l) = &self.listener else { return };
+        match self.io.ring.accept_multi(l.as_raw_fd(), OP_ACCEPT << 56) {
+            Ok(()) => self.accept_armed = true,
+            Err(e) => tracing::error!(error = %e, "arming accept failed"),
+        }
     }
 
     fn arm_recv(&mut self, id: ConnId) {
@@ -638,7 +658,7 @@ impl<H: Handler> Worker<H> {
             State::Open | State::Closing => {
                 feed(&mut self.io, &mut self.handler, id, conn, data);
             }
-            State::Dead => {}
+            State::Refused | State::Dead => {}
         }
     }
 
@@ -724,6 +744,7 @@ impl<H: Handler> Worker<H> {
             tracing::error!(error = %e, "re-arming the timer failed");
         }
         let _ = res;
+        self.arm_accept(); // after running out of descriptors
         let mut fired = Vec::new();
         self.io.timers.advance(&mut fired);
         let now = self.io.timers.now();
@@ -737,7 +758,7 @@ impl<H: Handler> Worker<H> {
                     tracing::debug!("handshake timeout");
                     self.io.teardown(conn);
                 }
-                (TimerKind::Close, State::Closing) => self.io.teardown(conn),
+                (TimerKind::Close, State::Closing | State::Refused) => self.io.teardown(conn),
                 (TimerKind::Idle, State::Open) => {
                     let silent = now.wrapping_sub(conn.last_rx);
                     let idle = self.io.idle_ticks;
@@ -926,9 +947,11 @@ fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Co
                 .expect("sized for the body");
             tracing::debug!(status, %body, "handshake refused");
             conn.output().staged.extend_from_slice(&resp[..n]);
-            conn.state = State::Closing;
+            conn.state = State::Refused;
             conn.close_after_send = true;
             io.mark_dirty(id, conn);
+            io.timers
+                .schedule(id.slot, id.epoch, TimerKind::Close, io.close_ticks);
         }
         Ok((resp, proto, len)) => {
             conn.output().staged.extend_from_slice(&resp);
@@ -1120,5 +1143,19 @@ fn decode<H: Handler>(
                 return buf.len();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_connection_is_small() {
+        // The whole per-connection state of an idle open connection: no buffers, no queues.
+        // The decoder dominates; the budget for server memory per idle connection is 256 B.
+        let size = std::mem::size_of::<Option<Conn>>();
+        assert!(size <= 192, "Conn grew to {size} bytes");
+        eprintln!("Option<Conn>: {size} bytes");
     }
 }

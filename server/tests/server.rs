@@ -400,3 +400,55 @@ fn a_client_that_does_not_read_is_paused_not_buffered() {
     server.shutdown();
     server.join().unwrap();
 }
+
+#[test]
+fn a_slow_broadcast_subscriber_is_closed_with_1008() {
+    let config = config().max_backpressure(256 << 10);
+    let server = Server::start(config, |_| Broadcast).unwrap();
+    let addr = server.local_addr();
+    // The slow subscriber upgrades and then never reads.
+    let (mut slow, resp) = raw_upgrade(addr, "");
+    assert!(resp.starts_with("HTTP/1.1 101 "));
+    std::thread::sleep(Duration::from_millis(100));
+    rt().block_on(async {
+        let mut publisher = connect(addr).await;
+        let payload = vec![7u8; 60 << 10];
+        // Far more than the slow peer's socket buffers and its 256 KiB bound can hold.
+        for _ in 0..400 {
+            publisher
+                .send(Message::binary(payload.clone()))
+                .await
+                .unwrap();
+            let _ = next(&mut publisher).await; // the publisher reads its own copies
+        }
+    });
+    // Skip the broadcast frames that reached the slow peer, then find the close frame: 1008.
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut all = Vec::new();
+    let _ = slow.read_to_end(&mut all);
+    let mut at = 0;
+    let mut close = None;
+    while at + 2 <= all.len() {
+        let (op, len7) = (all[at] & 0x0f, usize::from(all[at + 1] & 0x7f));
+        let (hlen, len) = match len7 {
+            126 => (
+                4,
+                usize::from(u16::from_be_bytes([all[at + 2], all[at + 3]])),
+            ),
+            127 => (
+                10,
+                u64::from_be_bytes(all[at + 2..at + 10].try_into().unwrap()) as usize,
+            ),
+            n => (2, n),
+        };
+        if op == 0x8 {
+            close = Some(u16::from_be_bytes([all[at + hlen], all[at + hlen + 1]]));
+            break;
+        }
+        at += hlen + len;
+    }
+    assert_eq!(close, Some(1008));
+    server.shutdown();
+    server.join().unwrap();
+}

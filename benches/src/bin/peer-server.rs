@@ -1,0 +1,243 @@
+//! The peers, configured fairly: tokio-tungstenite and fastwebsockets echo/broadcast servers on
+//! a tokio current_thread runtime (one core, like one sockeye worker), no logging, the same
+//! 16 MiB message limit, whole messages echoed (fragments reassembled).
+//!
+//! ```text
+//! peer-server --impl tungstenite|fastwebsockets [--port 9001] [--mode echo|broadcast]
+//! ```
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use clap::{Parser, ValueEnum};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Impl {
+    Tungstenite,
+    Fastwebsockets,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Mode {
+    Echo,
+    Broadcast,
+}
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long = "impl", value_enum)]
+    imp: Impl,
+    #[arg(long, default_value_t = 9001)]
+    port: u16,
+    #[arg(long, value_enum, default_value = "echo")]
+    mode: Mode,
+}
+
+const MAX_MESSAGE: usize = 16 << 20;
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+        let listener = TcpListener::bind(addr).await.unwrap();
+        eprintln!(
+            "peer-server: {} {} on ws://{addr}",
+            name(args.imp),
+            mode(args.mode)
+        );
+        let hub = Rc::new(Hub::default());
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let hub = hub.clone();
+            tokio::task::spawn_local(async move {
+                match args.imp {
+                    Impl::Tungstenite => tungstenite_conn(stream, args.mode, hub).await,
+                    Impl::Fastwebsockets => fastwebsockets_conn(stream, args.mode, hub).await,
+                }
+            });
+        }
+    });
+}
+
+fn name(i: Impl) -> &'static str {
+    match i {
+        Impl::Tungstenite => "tokio-tungstenite",
+        Impl::Fastwebsockets => "fastwebsockets",
+    }
+}
+
+fn mode(m: Mode) -> &'static str {
+    match m {
+        Mode::Echo => "echo",
+        Mode::Broadcast => "broadcast",
+    }
+}
+
+/// Broadcast subscribers: one unbounded channel each, fed the same `Bytes` payload.
+#[derive(Default)]
+struct Hub {
+    subs: std::cell::RefCell<Vec<tokio::sync::mpsc::UnboundedSender<(bool, bytes_t::Bytes)>>>,
+}
+
+mod bytes_t {
+    pub use tokio_tungstenite::tungstenite::Bytes;
+}
+
+impl Hub {
+    fn publish(&self, text: bool, payload: bytes_t::Bytes) {
+        self.subs
+            .borrow_mut()
+            .retain(|s| s.send((text, payload.clone())).is_ok());
+    }
+}
+
+async fn tungstenite_conn(stream: TcpStream, mode: Mode, hub: Rc<Hub>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
+        return;
+    };
+    let (mut tx, mut rx) = ws.split();
+    match mode {
+        Mode::Echo => {
+            // forward() feeds while messages are ready and flushes when the reader would block.
+            let data = rx.filter(|m| {
+                std::future::ready(matches!(m, Ok(Message::Text(_) | Message::Binary(_))))
+            });
+            let _ = data.forward(tx).await;
+        }
+        Mode::Broadcast => {
+            let (stx, mut srx) = tokio::sync::mpsc::unbounded_channel();
+            hub.subs.borrow_mut().push(stx);
+            let writer = tokio::task::spawn_local(async move {
+                while let Some((text, payload)) = srx.recv().await {
+                    let msg = if text {
+                        Message::Text(payload.try_into().expect("valid text"))
+                    } else {
+                        Message::Binary(payload)
+                    };
+                    if tx.feed(msg).await.is_err() {
+                        return;
+                    }
+                    if srx.is_empty() && tx.flush().await.is_err() {
+                        return;
+                    }
+                }
+            });
+            while let Some(Ok(m)) = rx.next().await {
+                match m {
+                    Message::Text(t) => hub.publish(true, t.into()),
+                    Message::Binary(b) => hub.publish(false, b),
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            writer.abort();
+        }
+    }
+}
+
+/// The upgrade by hand (httparse + sockeye-codec's accept key), as fastwebsockets leaves the
+/// HTTP layer to the application; then `WebSocket::after_handshake`.
+async fn handshake(stream: &mut TcpStream) -> Option<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [sockeye_codec::handshake::EMPTY_HEADER; 32];
+        match sockeye_codec::handshake::Request::parse(&buf, &mut headers) {
+            Ok(sockeye_codec::Status::Complete((req, _))) => {
+                let mut out = [0u8; 256];
+                let len = req.accept(&mut out, None, None).ok()?;
+                stream.write_all(&out[..len]).await.ok()?;
+                return Some(());
+            }
+            Ok(_) if buf.len() < 8192 => continue,
+            _ => return None,
+        }
+    }
+}
+
+async fn fastwebsockets_conn(mut stream: TcpStream, mode: Mode, hub: Rc<Hub>) {
+    use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload, Role, WebSocket};
+
+    if handshake(&mut stream).await.is_none() {
+        return;
+    }
+    let mut ws = WebSocket::after_handshake(stream, Role::Server);
+    ws.set_max_message_size(MAX_MESSAGE);
+    ws.set_auto_close(true);
+    ws.set_auto_pong(true);
+    match mode {
+        Mode::Echo => {
+            let mut ws = FragmentCollector::new(ws);
+            while let Ok(frame) = ws.read_frame().await {
+                let data = matches!(frame.opcode, OpCode::Text | OpCode::Binary);
+                if frame.opcode == OpCode::Close || (data && ws.write_frame(frame).await.is_err()) {
+                    break;
+                }
+            }
+        }
+        Mode::Broadcast => {
+            use fastwebsockets::{FragmentCollectorRead, WebSocketError};
+            // Split halves: the writer task serves broadcasts and the reader's obligated
+            // control replies, so a read is never cancelled mid-frame.
+            let (rd, mut wr) = ws.split(tokio::io::split);
+            let (stx, mut srx) = tokio::sync::mpsc::unbounded_channel::<(bool, bytes_t::Bytes)>();
+            let (ctx, mut crx) = tokio::sync::mpsc::unbounded_channel::<(OpCode, Vec<u8>)>();
+            hub.subs.borrow_mut().push(stx);
+            let writer = tokio::task::spawn_local(async move {
+                loop {
+                    tokio::select! {
+                        Some((text, payload)) = srx.recv() => {
+                            let op = if text { OpCode::Text } else { OpCode::Binary };
+                            let f = Frame::new(true, op, None, Payload::Borrowed(&payload));
+                            if wr.write_frame(f).await.is_err() { return; }
+                        }
+                        Some((op, payload)) = crx.recv() => {
+                            let f = Frame::new(true, op, None, Payload::Owned(payload));
+                            if wr.write_frame(f).await.is_err() { return; }
+                        }
+                        else => return,
+                    }
+                }
+            });
+            let mut rd = FragmentCollectorRead::new(rd);
+            let mut send = |f: Frame<'_>| {
+                let _ = ctx.send((f.opcode, f.payload.to_vec()));
+                std::future::ready(Ok::<(), WebSocketError>(()))
+            };
+            loop {
+                match rd.read_frame(&mut send).await {
+                    Ok(f) if matches!(f.opcode, OpCode::Text | OpCode::Binary) => {
+                        let text = f.opcode == OpCode::Text;
+                        hub.publish(text, bytes_t::Bytes::copy_from_slice(&f.payload));
+                    }
+                    Ok(f) if f.opcode == OpCode::Close => break,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            drop(ctx);
+            writer.abort();
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! `sockeye-load`: a WebSocket load generator for any server (sockeye or a peer).
+//!
+//! It speaks the protocol itself with pre-masked frames (masking costs it nothing per message)
+//! on a tokio current_thread runtime, so one pinned core drives more load than one server core
+//! absorbs. Every echoed byte is compared with what was sent.
+//!
+//! ```text
+//! sockeye-load echo      --url ws://127.0.0.1:9001 -c 64 -k 16 -s 16 -d 10
+//! sockeye-load broadcast --url ws://127.0.0.1:9001 -c 1000 -s 64 -d 10
+//! sockeye-load conns     --url ws://127.0.0.1:9001 -c 10000 --server-pid PID
+//! ```
+//!
+//! Prints a human-readable line and a JSON line; with `--server-pid` also the server's CPU time
+//! per message (from `/proc/PID/stat`) and RSS.
+
+// One unsafe call (getrusage/setrlimit) for the generator's own CPU time and descriptor limit.
+#![allow(unsafe_code)]
+
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+#[derive(Parser)]
+#[command(about = "WebSocket load generator (echo, broadcast, idle connections)")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Server URL (ws://HOST:PORT/PATH, loopback only).
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    url: String,
+    /// Connections.
+    #[arg(short = 'c', long, default_value_t = 64)]
+    connections: usize,
+    /// Payload size in bytes.
+    #[arg(short = 's', long, default_value_t = 16)]
+    size: usize,
+    /// Seconds to measure (after the warm-up).
+    #[arg(short = 'd', long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of warm-up, not measured.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Send text frames (default binary).
+    #[arg(long)]
+    text: bool,
+    /// PID of the server, to report its CPU time per message and its RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// A label for the JSON line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// C connections, each with K messages in flight, echoed back and verified.
+    Echo {
+        #[command(flatten)]
+        common: Common,
+        /// Messages in flight per connection.
+        #[arg(short = 'k', long, default_value_t = 1)]
+        in_flight: usize,
+    },
+    /// C subscribers and one publisher; deliveries counted and checked for order.
+    Broadcast {
+        #[command(flatten)]
+        common: Common,
+        /// Messages the publisher sends before waiting for every subscriber to catch up.
+        #[arg(long, default_value_t = 16)]
+        window: usize,
+    },
+    /// C idle connections held open, then one echo round trip on each.
+    Conns {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds to hold the connections before measuring memory.
+        #[arg(long, default_value_t = 2.0)]
+        hold: f64,
+    },
+}
+
+fn main() {
+    raise_fd_limit();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        match cli.mode {
+            Mode::Echo { common, in_flight } => echo(common, in_flight).await,
+            Mode::Broadcast { common, window } => broadcast(common, window).await,
+            Mode::Conns { common, hold } => conns(common, hold).await,
+        }
+    });
+}
+
+fn target(url: &str) -> (SocketAddr, String) {
+    let rest = url.strip_prefix("ws://").expect("a ws:// URL");
+    let (hostport, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let addr: SocketAddr = hostport.parse().expect("HOST:PORT with an IP address");
+    assert!(addr.ip().is_loopback(), "load only loopback addresses");
+    (addr, path)
+}
+
+/// Connects from source address 127.0.0.`n` (to spread more than 64k connections' ports) and
+/// completes the upgrade. Returns the stream and any bytes read past the response.
+async fn open(addr: SocketAddr, path: &str, source: u8) -> std::io::Result<TcpStream> {
+    let sock = TcpSocket::new_v4()?;
+    if addr.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST) && source > 1 {
+        sock.bind(SocketAddr::from(([127, 0, 0, source], 0)))?;
+    }
+    let mut s = sock.connect(addr).await?;
+    s.set_nodelay(true)?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut resp = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !resp.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await? == 0 || resp.len() > 4096 {
+            return Err(std::io::Error::other("no upgrade response"));
+        }
+        resp.push(byte[0]);
+    }
+    if !resp.starts_with(b"HTTP/1.1 101") {
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&resp).into_owned(),
+        ));
+    }
+    Ok(s)
+}
+
+/// One masked client frame with a fixed key, and the unmasked frame the server sends back.
+fn frames(text: bool, payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    use sockeye_codec::{OpCode, encode_frame};
+    let op = if text { OpCode::Text } else { OpCode::Binary };
+    let mut masked = vec![0u8; payload.len() + 14];
+    let n = encode_frame(
+        &mut masked,
+        op,
+        true,
+        Some([0x11, 0x22, 0x33, 0x44]),
+        payload,
+    )
+    .unwrap();
+    masked.truncate(n);
+    let mut plain = vec![0u8; payload.len() + 14];
+    let n = encode_frame(&mut plain, op, true, None, payload).unwrap();
+    plain.truncate(n);
+    (masked, plain)
+}
+
+fn payload(size: usize, seed: usize) -> Vec<u8> {
+    (0..size).map(|i| b'a' + ((i + seed) % 26) as u8).collect()
+}
+
+/// CPU seconds (user + system) of a process, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / hz)
+}
+
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: rusage is plain integers, for which all-zero bytes are a valid value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid out-pointer for getrusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid pointers to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Shared counters of one run (single-threaded runtime: plain cells).
+#[derive(Default)]
+struct Counters {
+    measuring: Cell<bool>,
+    messages: Cell<u64>,
+    bytes: Cell<u64>,
+    errors: Cell<u64>,
+}
+
+struct Window {
+    started: Instant,
+    server_cpu: Option<f64>,
+    own_cpu: f64,
+}
+
+impl Window {
+    fn open(pid: Option<u32>) -> Window {
+        Window {
+            started: Instant::now(),
+            server_cpu: pid.and_then(cpu_seconds),
+            own_cpu: own_cpu_seconds(),
+        }
+    }
+
+    /// Elapsed seconds, server CPU seconds, own CPU seconds.
+    fn close(&self, pid: Option<u32>) -> (f64, Option<f64>, f64) {
+        let secs = self.started.elapsed().as_secs_f64();
+        let server = match (pid.and_then(cpu_seconds), self.server_cpu) {
+            (Some(b), Some(a)) => Some(b - a),
+            _ => None,
+        };
+        (secs, server, own_cpu_seconds() - self.own_cpu)
+    }
+}
+
+async fn echo(c: Common, k: usize) {
+    let (addr, path) = target(&c.url);
+    let counters = Rc::new(Counters::default());
+    let latencies = Rc::new(std::cell::RefCell::new(Vec::<u32>::new()));
+    let deadline = Instant::now() + Duration::from_secs_f64(c.warmup + c.duration);
+    let mut tasks = Vec::new();
+    for i in 0..c.connections {
+        let s = match open(addr, &path, 1 + (i / 20000) as u8).await {
+            Ok(s) => s,
+            Err(e) => panic!("connection {i}: {e}"),
+        };
+        let (masked, plain) = frames(c.text, &payload(c.size, i));
+        let batch: Vec<u8> = masked.repeat(k);
+        let expect: Vec<u8> = plain.repeat(k);
+        let (counters, latencies) = (counters.clone(), latencies.clone());
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut s = s;
+            let mut got = vec![0u8; expect.len()];
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                if s.write_all(&batch).await.is_err() || s.read_exact(&mut got).await.is_err() {
+                    counters.errors.set(counters.errors.get() + 1);
+                    return;
+                }
+                if got != expect {
+                    counters.errors.set(counters.errors.get() + 1);
+                    return;
+                }
+                if counters.measuring.get() {
+                    counters.messages.set(counters.messages.get() + k as u64);
+                    counters
+                        .bytes
+                        .set(counters.bytes.get() + (k * c.size) as u64);
+                    latencies
+                        .borrow_mut()
+                        .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(c.warmup)).await;
+    counters.measuring.set(true);
+    let w = Window::open(c.server_pid);
+    tokio::time::sleep(Duration::from_secs_f64(c.duration)).await;
+    counters.measuring.set(false);
+    let (secs, server_cpu, own_cpu) = w.close(c.server_pid);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut lat = latencies.borrow().clone();
+    lat.sort_unstable();
+    let msgs = counters.messages.get();
+    report(
+        &c,
+        "echo",
+        &[("in_flight", k as f64)],
+        msgs,
+        counters.bytes.get(),
+        counters.errors.get(),
+        secs,
+        server_cpu,
+        own_cpu,
+        Some(&lat),
+    );
+}
+
+async fn broadcast(c: Common, window: usize) {
+    let (addr, path) = target(&c.url);
+    let counters = Rc::new(Counters::default());
+    let progress = Rc::new(std::cell::RefCell::new(vec![0u64; c.connections]));
+    let out_of_order = Rc::new(Cell::new(0u64));
+    let stop = Rc::new(Cell::new(false));
+    let moved = Rc::new(tokio::sync::Notify::new());
+    let mut subs = Vec::new();
+    for i in 0..c.connections {
+        let s = open(addr, &path, 1 + (i / 20000) as u8)
+            .await
+            .unwrap_or_else(|e| panic!("subscriber {i}: {e}"));
+        let (counters, progress, ooo, stop) = (
+            counters.clone(),
+            progress.clone(),
+            out_of_order.clone(),
+            stop.clone(),
+        );
+        let moved = moved.clone();
+        let size = c.size;
+        subs.push(tokio::task::spawn_local(async move {
+            let (mut rd, _wr) = s.into_split();
+            let mut buf = vec![0u8; 64 << 10];
+            let (mut have, mut next_seq) = (0usize, 1u64);
+            loop {
+                let n = match tokio::time::timeout(
+                    Duration::from_millis(200),
+                    rd.read(&mut buf[have..]),
+                )
+                .await
+                {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        if !stop.get() {
+                            counters.errors.set(counters.errors.get() + 1);
+                        }
+                        return;
+                    }
+                    Ok(Ok(n)) => n,
+                    Err(_) if stop.get() => return,
+                    Err(_) => continue,
+                };
+                have += n;
+                let mut at = 0;
+                // Frames: 2-byte header (size < 126) or 4 bytes; payload starts with a u64 seq.
+                loop {
+                    if have - at < 2 {
+                        break;
+                    }
+                    let len7 = usize::from(buf[at + 1] & 0x7f);
+                    let (hlen, len) = if len7 == 126 {
+                        if have - at < 4 {
+                            break;
+                        }
+                        (
+                            4,
+                            usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]])),
+                        )
+                    } else {
+                        (2, len7)
+                    };
+                    if have - at < hlen + len {
+                        break;
+                    }
+                    debug_assert_eq!(len, size);
+                    let seq = u64::from_le_bytes(buf[at + hlen..at + hlen + 8].try_into().unwrap());
+                    if seq != next_seq {
+                        ooo.set(ooo.get() + 1);
+                    }
+                    next_seq = seq + 1;
+                    progress.borrow_mut()[i] = seq;
+                    if counters.measuring.get() {
+                        counters.messages.set(counters.messages.get() + 1);
+                        counters.bytes.set(counters.bytes.get() + len as u64);
+                    }
+                    at += hlen + len;
+                }
+                buf.copy_within(at..have, 0);
+                have -= at;
+                moved.notify_one();
+            }
+        }));
+    }
+    assert!(
+        c.size >= 8 && c.size < 65536,
+        "broadcast payloads are 8..65535 bytes (a sequence number leads)"
+    );
+    let publisher = open(addr, &path, 1).await.expect("publisher");
+    let (mut pub_rd, mut publisher) = publisher.into_split();
+    // The publisher is a subscriber too: drain what it gets back.
+    let drain = tokio::task::spawn_local(async move {
+        let mut sink = vec![0u8; 64 << 10];
+        while matches!(pub_rd.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    let deadline_total = Duration::from_secs_f64(c.warmup + c.duration);
+    let start = Instant::now();
+    let mut seq = 0u64;
+    let mut w: Option<Window> = None;
+    let mut last_progress = Instant::now();
+    let mut batch = Vec::new();
+    let mut stalled = false;
+    while start.elapsed() < deadline_total {
+        if w.is_none() && start.elapsed().as_secs_f64() >= c.warmup {
+            counters.measuring.set(true);
+            w = Some(Window::open(c.server_pid));
+        }
+        batch.clear();
+        for _ in 0..window {
+            seq += 1;
+            let mut p = payload(c.size, 0);
+            p[..8].copy_from_slice(&seq.to_le_bytes());
+            batch.extend_from_slice(&frames(c.text, &p).0);
+        }
+        publisher.write_all(&batch).await.expect("publisher write");
+        // Wait for every subscriber to have everything but the last window.
+        let floor = seq.saturating_sub(window as u64);
+        loop {
+            let min = progress.borrow().iter().copied().min().unwrap_or(seq);
+            if min >= floor {
+                last_progress = Instant::now();
+                break;
+            }
+            if last_progress.elapsed() > Duration::from_secs(5) {
+                stalled = true;
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), moved.notified()).await;
+        }
+        if stalled {
+            break;
+        }
+    }
+    counters.measuring.set(false);
+    let (secs, server_cpu, own_cpu) = w.map_or((0.0, None, 0.0), |w| w.close(c.server_pid));
+    stop.set(true);
+    for s in subs {
+        let _ = s.await;
+    }
+    drain.abort();
+    let missing = if stalled { 1 } else { 0 };
+    let deliveries = counters.messages.get();
+    report(
+        &c,
+        "broadcast",
+        &[
+            ("window", window as f64),
+            ("out_of_order", out_of_order.get() as f64),
+            ("stalled", missing as f64),
+        ],
+        deliveries,
+        counters.bytes.get(),
+        counters.errors.get(),
+        secs,
+        server_cpu,
+        own_cpu,
+        None,
+    );
+}
+
+async fn conns(c: Common, hold: f64) {
+    let (addr, path) = target(&c.url);
+    let rss0 = c.server_pid.and_then(rss_bytes);
+    let t0 = Instant::now();
+    let mut streams = Vec::with_capacity(c.connections);
+    let mut errors = 0u64;
+    for i in 0..c.connections {
+        // Spread source addresses: 20,000 connections per 127.0.0.x.
+        match open(addr, &path, 1 + (i / 20000) as u8).await {
+            Ok(s) => streams.push(s),
+            Err(e) => {
+                errors += 1;
+                if errors < 5 {
+                    eprintln!("connection {i}: {e}");
+                }
+            }
+        }
+    }
+    let connect_secs = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs_f64(hold)).await;
+    let rss1 = c.server_pid.and_then(rss_bytes);
+    // One echo round trip on every connection: all of them are alive.
+    let (masked, plain) = frames(false, &payload(c.size.max(1), 0));
+    let mut ok = 0u64;
+    for s in &mut streams {
+        let mut got = vec![0u8; plain.len()];
+        if s.write_all(&masked).await.is_ok()
+            && s.read_exact(&mut got).await.is_ok()
+            && got == plain
+        {
+            ok += 1;
+        } else {
+            errors += 1;
+        }
+    }
+    let per_conn = match (rss0, rss1) {
+        (Some(a), Some(b)) if !streams.is_empty() => {
+            Some((b as f64 - a as f64) / streams.len() as f64)
+        }
+        _ => None,
+    };
+    println!(
+        "conns: {} open ({} echoed), connect rate {:.0}/s, server RSS {} -> {} ({}), errors {errors}",
+        streams.len(),
+        ok,
+        streams.len() as f64 / connect_secs,
+        rss0.map_or("?".into(), |v| format!("{:.1} MiB", v as f64 / 1048576.0)),
+        rss1.map_or("?".into(), |v| format!("{:.1} MiB", v as f64 / 1048576.0)),
+        per_conn.map_or("?".into(), |v| format!("{v:.0} B per connection")),
+    );
+    println!(
+        "{{\"mode\":\"conns\",\"label\":\"{}\",\"connections\":{},\"echoed\":{ok},\"connect_per_s\":{:.0},\"rss_before\":{},\"rss_after\":{},\"rss_per_conn\":{},\"errors\":{errors}}}",
+        c.label,
+        streams.len(),
+        streams.len() as f64 / connect_secs,
+        rss0.unwrap_or(0),
+        rss1.unwrap_or(0),
+        per_conn.map_or(-1.0, |v| v),
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    c: &Common,
+    mode: &str,
+    extra: &[(&str, f64)],
+    msgs: u64,
+    bytes: u64,
+    errors: u64,
+    secs: f64,
+    server_cpu: Option<f64>,
+    own_cpu: f64,
+    lat: Option<&[u32]>,
+) {
+    let rate = msgs as f64 / secs;
+    let mbps = bytes as f64 / secs / 1e6;
+    let ns = |cpu: f64| {
+        if msgs > 0 {
+            cpu * 1e9 / msgs as f64
+        } else {
+            0.0
+        }
+    };
+    let (p50, p99, p999) = lat.map_or((0, 0, 0), |l| {
+        (
+            percentile(l, 0.5),
+            percentile(l, 0.99),
+            percentile(l, 0.999),
+        )
+    });
+    println!(
+        "{mode}: {} conns, {} B: {:.0} msg/s, {:.1} MB/s, latency p50 {p50} us p99 {p99} us p999 {p999} us, errors {errors}, server cpu {} per msg, load cpu {:.0} ns per msg ({:.0}% of a core)",
+        c.connections,
+        c.size,
+        rate,
+        mbps,
+        server_cpu.map_or("?".to_string(), |s| format!(
+            "{:.0} ns ({:.0}% of a core)",
+            ns(s),
+            s / secs * 100.0
+        )),
+        ns(own_cpu),
+        own_cpu / secs * 100.0,
+    );
+    let extra: String = extra.iter().map(|(k, v)| format!(",\"{k}\":{v}")).collect();
+    println!(
+        "{{\"mode\":\"{mode}\",\"label\":\"{}\",\"connections\":{},\"size\":{},\"msgs_per_s\":{rate:.0},\"mb_per_s\":{mbps:.1},\"p50_us\":{p50},\"p99_us\":{p99},\"p999_us\":{p999},\"errors\":{errors},\"server_cpu_ns_per_msg\":{},\"server_cpu_share\":{},\"load_cpu_ns_per_msg\":{:.0},\"load_cpu_share\":{:.3}{extra}}}",
+        c.label,
+        c.connections,
+        c.size,
+        server_cpu.map_or(-1.0, ns),
+        server_cpu.map_or(-1.0, |s| s / secs),
+        ns(own_cpu),
+        own_cpu / secs,
+    );
+}

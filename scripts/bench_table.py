@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Markdown tables from the JSON lines of scripts/bench-servers.sh: the median of the repeats
+for every scenario and server, and each peer's ratio to sockeye (sockeye / peer for throughput,
+so above 1 means sockeye is faster; peer / sockeye for CPU and memory, above 1 means sockeye
+uses less)."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+rows = [json.loads(l) for l in open(sys.argv[1] if len(sys.argv) > 1 else "target/bench/servers.jsonl")]
+SERVERS = ["sockeye", "tokio-tungstenite", "fastwebsockets"]
+
+
+def scenario(r):
+    if r["mode"] == "echo":
+        size = r["size"]
+        s = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB" if size >= 1024 else f"{size} B"
+        return f"echo {r['connections']} conns × {int(r['in_flight'])} in flight × {s}"
+    if r["mode"] == "broadcast":
+        return f"broadcast to {r['connections']} subscribers, {r['size']} B"
+    return f"idle connections: {r['connections']}"
+
+
+groups = defaultdict(lambda: defaultdict(list))
+for r in rows:
+    groups[scenario(r)][r["label"]].append(r)
+
+print("| scenario | metric | " + " | ".join(SERVERS) + " | sockeye ÷ tokio-tungstenite | sockeye ÷ fastwebsockets |")
+print("|---|---|" + "---|" * (len(SERVERS) + 2))
+for sc, by in groups.items():
+    conns = sc.startswith("idle")
+    metrics = [("rss_per_conn", "server RSS per connection (B)", False)] if conns else [
+        ("msgs_per_s", "deliveries/s" if sc.startswith("broadcast") else "messages/s", True),
+        ("mb_per_s", "MB/s", True),
+        ("server_cpu_ns_per_msg", "server CPU ns per message", False),
+        ("p99_us", "p99 latency (µs)", False),
+        ("load_cpu_share", "load generator core share", None),
+        ("errors", "errors", None),
+    ]
+    for key, label, higher_better in metrics:
+        if sc.startswith("broadcast") and key == "p99_us":
+            continue
+        med = {}
+        for s in SERVERS:
+            vals = [r[key] for r in by.get(s, []) if r.get(key) is not None]
+            med[s] = statistics.median(vals) if vals else None
+        cells = []
+        for s in SERVERS:
+            v = med[s]
+            cells.append("—" if v is None else f"{v:,.0f}" if abs(v) >= 10 else f"{v:.2f}")
+        ratios = []
+        for peer in SERVERS[1:]:
+            a, b = med["sockeye"], med[peer]
+            if higher_better is None or not a or not b or a <= 0 or b <= 0:
+                ratios.append("")
+            elif higher_better:
+                ratios.append(f"{a / b:.2f}×")
+            else:
+                ratios.append(f"{b / a:.2f}× less")
+        n = len(by.get("sockeye", []))
+        print(f"| {sc} | {label} (median of {n}) | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")

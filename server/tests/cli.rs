@@ -1,0 +1,62 @@
+//! The `sockeye` binary: serves, and on SIGTERM closes connections with 1001 and exits 0.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn serve_then_sigterm_closes_with_1001_and_exits_0() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .args(["serve", "--port", &port.to_string(), "--workers", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("server did not start: {e}"),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    let mut b = [0u8];
+    while !resp.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        resp.push(b[0]);
+    }
+    assert!(resp.starts_with(b"HTTP/1.1 101 "));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x88, "a close frame");
+    assert_eq!(u16::from_be_bytes([head[2], head[3]]), 1001);
+    // Answer the close, as a client does; the server then exits.
+    s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9]).unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+}

@@ -5,11 +5,14 @@
 # markdown table of medians and ratios (scripts/bench_table.py).
 #
 #   scripts/bench-servers.sh [REPEATS] [SECONDS]      (defaults 3 and 5)
+#   SCENARIOS="echo16 echo4k echo1m broadcast conns" selects scenarios (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS=${1:-3}
 SECS=${2:-5}
 OUT=target/bench/servers.jsonl
+SCENARIOS=${SCENARIOS:-echo16 echo4k echo1m broadcast conns}
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 mkdir -p target/bench
 : > "$OUT"
 cargo build --release -q -p sockeye-server --bin sockeye
@@ -35,7 +38,7 @@ start_server() {   # start_server NAME MODE -> sets SPID
 }
 
 stop_server() {
-  kill -INT "$SPID" 2>/dev/null || true
+  kill -TERM "$SPID" 2>/dev/null || true
   wait "$SPID" 2>/dev/null || true
   sleep 0.3
 }
@@ -50,13 +53,14 @@ run() {   # run NAME MODE LOAD-ARGS...
 
 for r in $(seq 1 "$REPEATS"); do
   for name in sockeye tokio-tungstenite fastwebsockets; do
-    run "$name" echo echo -c 64 -k 16 -s 16
-    run "$name" echo echo -c 64 -k 4 -s 4096
-    run "$name" echo echo -c 16 -k 2 -s 1048576
-    run "$name" broadcast broadcast -c 1000 -s 64 --window 16
+    if want echo16; then run "$name" echo echo -c 64 -k 16 -s 16; fi
+    if want echo4k; then run "$name" echo echo -c 64 -k 4 -s 4096; fi
+    if want echo1m; then run "$name" echo echo -c 16 -k 2 -s 1048576; fi
+    if want broadcast; then run "$name" broadcast broadcast -c 1000 -s 64 --window 16; fi
   done
 done
 for n in 10000 19000; do
+  want conns || break
   for name in sockeye tokio-tungstenite fastwebsockets; do
     start_server "$name" echo
     taskset -c 1 $LOAD conns -c "$n" --url "ws://127.0.0.1:$PORT/" --server-pid "$SPID" --label "$name" \

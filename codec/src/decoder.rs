@@ -279,6 +279,18 @@ impl Decoder {
         self.message.is_some()
     }
 
+    /// Payload bytes of the frame in progress not handed out yet (0 between frames). After a
+    /// streamed chunk, this is what the rest of the frame will bring, so a caller assembling the
+    /// message can reserve it once.
+    #[must_use]
+    pub const fn frame_remaining(&self) -> u64 {
+        if self.in_frame {
+            self.frame.remaining
+        } else {
+            0
+        }
+    }
+
     /// Whether the peer's close frame has been decoded.
     #[must_use]
     pub const fn is_closed(&self) -> bool {

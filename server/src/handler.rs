@@ -29,6 +29,34 @@ impl Message<'_> {
     }
 }
 
+/// A whole message with its own buffer (see [`Handler::on_message_owned`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedMessage {
+    pub(crate) text: bool,
+    pub(crate) data: Vec<u8>,
+}
+
+impl OwnedMessage {
+    /// Whether it is a text message (then the bytes are valid UTF-8).
+    pub fn is_text(&self) -> bool {
+        self.text
+    }
+
+    /// The message, borrowed.
+    pub fn as_message(&self) -> Message<'_> {
+        if self.text {
+            Message::Text(crate::ring::validated_str(&self.data))
+        } else {
+            Message::Binary(&self.data)
+        }
+    }
+
+    /// The payload bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.data
+    }
+}
+
 /// A piece of a message, for handlers that stream ([`Handler::streaming`]).
 #[derive(Debug)]
 pub struct Chunk<'a> {
@@ -65,6 +93,13 @@ pub trait Handler: 'static {
     /// A whole message arrived (unless [`Handler::streaming`]).
     fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
         let _ = (ws, msg);
+    }
+
+    /// A whole message that arrived in several pieces and was assembled in a buffer of its own,
+    /// handed over with that buffer, so the handler can keep or send it without a copy (see
+    /// [`WebSocket::send_owned`]). By default it is lent to [`Handler::on_message`].
+    fn on_message_owned(&mut self, ws: &mut WebSocket<'_>, msg: OwnedMessage) {
+        self.on_message(ws, msg.as_message());
     }
 
     /// Whether messages are delivered piece by piece to [`Handler::on_chunk`] instead of whole
@@ -166,6 +201,17 @@ impl WebSocket<'_> {
     /// Queues a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
         self.send_frame(OpCode::Binary, data)
+    }
+
+    /// Queues a message whose buffer is handed over: the payload is sent from it, not copied
+    /// (echoing or forwarding a large message).
+    pub fn send_owned(&mut self, msg: OwnedMessage) -> SendStatus {
+        let op = if msg.text {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        self.io.send_owned(self.id, self.conn, op, msg.data)
     }
 
     /// Queues a message framed once for many connections (no copy).

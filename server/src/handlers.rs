@@ -1,6 +1,6 @@
 //! The built-in modes, written on the public handler API (they double as examples).
 
-use crate::handler::{Handler, Message, PreparedMessage, WebSocket};
+use crate::handler::{Handler, Message, OwnedMessage, PreparedMessage, WebSocket};
 
 /// Echoes every message back to its sender. A peer that does not read its echoes stops being
 /// read from until its queue drains (backpressure), so memory stays bounded.
@@ -13,6 +13,11 @@ impl Handler for Echo {
             Message::Text(t) => ws.send_text(t),
             Message::Binary(b) => ws.send_binary(b),
         };
+    }
+
+    /// A message assembled from several receives goes back from its own buffer, uncopied.
+    fn on_message_owned(&mut self, ws: &mut WebSocket<'_>, msg: OwnedMessage) {
+        ws.send_owned(msg);
     }
 }
 

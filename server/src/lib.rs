@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use config::{Config, SlowPolicy};
-pub use handler::{Chunk, Handler, Message, PreparedMessage, SendStatus, WebSocket};
+pub use handler::{Chunk, Handler, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket};
 pub use handlers::{Broadcast, Echo};
 pub use hub::{Poster, WorkerStats};
 pub use sockeye_codec::CloseCode;

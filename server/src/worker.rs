@@ -13,7 +13,7 @@ use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request};
 use sockeye_codec::{Close, CloseCode, DataKind, Decoder, Event, OpCode, Role, Status};
 
 use crate::config::{Config, SlowPolicy};
-use crate::handler::{Chunk, Handler, Message, SendStatus, WebSocket, put_frame};
+use crate::handler::{Chunk, Handler, Message, OwnedMessage, SendStatus, WebSocket, put_frame};
 use crate::hub::{Hub, Inbox, WorkerStats};
 use crate::ring::{self, BufRing, RecvBuf, Ring, SendQueue};
 use crate::timer::{TimerKind, Wheel};
@@ -85,6 +85,15 @@ struct Output {
 impl Output {
     fn queued(&self) -> usize {
         self.queue.queued() + self.staged.len()
+    }
+
+    /// Queues a shared frame after whatever is staged, keeping the order.
+    fn push(&mut self, frame: Bytes) {
+        if !self.staged.is_empty() {
+            let staged = self.staged.split().freeze();
+            self.queue.push(staged);
+        }
+        self.queue.push(frame);
     }
 }
 
@@ -218,12 +227,28 @@ impl Io {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
-        let out = conn.output();
-        if !out.staged.is_empty() {
-            let staged = out.staged.split().freeze();
-            out.queue.push(staged);
+        conn.output().push(frame);
+        self.after_queue(id, conn)
+    }
+
+    /// Sends `payload` from its own buffer: only the header is written.
+    pub(crate) fn send_owned(
+        &mut self,
+        id: ConnId,
+        conn: &mut Conn,
+        op: OpCode,
+        payload: Vec<u8>,
+    ) -> SendStatus {
+        if conn.state != State::Open {
+            return SendStatus::Closed;
         }
-        out.queue.push(frame);
+        let mut header = [0u8; 14];
+        let n = sockeye_codec::Header::new(op, payload.len() as u64)
+            .encode(&mut header)
+            .expect("14 bytes hold any header");
+        let out = conn.output();
+        out.staged.extend_from_slice(&header[..n]);
+        out.push(Bytes::from(payload));
         self.after_queue(id, conn)
     }
 
@@ -895,12 +920,7 @@ impl<H: Handler> Worker<H> {
                     self.io.start_close(id, conn, close);
                 }
                 (false, _) => {
-                    let out = conn.output();
-                    if !out.staged.is_empty() {
-                        let staged = out.staged.split().freeze();
-                        out.queue.push(staged);
-                    }
-                    out.queue.push(frame.clone());
+                    conn.output().push(frame.clone());
                     self.io.mark_dirty(id, conn);
                     WorkerStats::add(&self.io.stats().messages_out, 1);
                 }
@@ -1086,20 +1106,23 @@ fn decode<H: Handler>(
                     };
                     handler.on_message(&mut WebSocket { id, conn, io }, msg);
                 } else {
+                    // Assemble in a buffer of the connection's own, reserved for the whole
+                    // frame at once (bounded by the message limit the decoder enforces).
+                    let rest = conn.decoder.frame_remaining() as usize;
                     let input = conn.input();
                     if d.message_start {
-                        input.message.clear();
+                        input.message = Vec::new();
                         input.message_text = d.kind == DataKind::Text;
                     }
+                    input.message.reserve(d.payload.len() + rest);
                     input.message.extend_from_slice(d.payload);
                     if d.message_fin {
-                        let whole = std::mem::take(&mut input.message);
-                        let msg = if input.message_text {
-                            Message::Text(ring::validated_str(&whole))
-                        } else {
-                            Message::Binary(&whole)
+                        let data = std::mem::take(&mut input.message);
+                        let msg = OwnedMessage {
+                            text: input.message_text,
+                            data,
                         };
-                        handler.on_message(&mut WebSocket { id, conn, io }, msg);
+                        handler.on_message_owned(&mut WebSocket { id, conn, io }, msg);
                     }
                 }
             }

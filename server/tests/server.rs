@@ -452,3 +452,63 @@ fn a_slow_broadcast_subscriber_is_closed_with_1008() {
     server.shutdown();
     server.join().unwrap();
 }
+
+/// Streams messages piece by piece and answers with the byte count; limits reads to 1 MiB.
+struct Counter {
+    bytes: usize,
+    pieces: usize,
+}
+
+impl Handler for Counter {
+    fn on_open(&mut self, ws: &mut WebSocket<'_>) {
+        ws.set_read_limit(1 << 20);
+    }
+
+    fn streaming(&self) -> bool {
+        true
+    }
+
+    fn on_chunk(&mut self, ws: &mut WebSocket<'_>, chunk: sockeye_server::Chunk<'_>) {
+        if chunk.first {
+            (self.bytes, self.pieces) = (0, 0);
+        }
+        self.bytes += chunk.data.len();
+        self.pieces += 1;
+        if chunk.last {
+            ws.send_text(&format!("{} bytes", self.bytes));
+        }
+    }
+}
+
+#[test]
+fn streaming_handler_and_per_connection_read_limit() {
+    let config = config().recv_buffers(8, 4096);
+    let server = Server::start(config, |_| Counter {
+        bytes: 0,
+        pieces: 0,
+    })
+    .unwrap();
+    let addr = server.local_addr();
+    rt().block_on(async {
+        let mut ws = connect(addr).await;
+        // 900 KiB through 4 KiB receive buffers: streamed in pieces, never assembled.
+        ws.send(Message::binary(vec![1u8; 900 << 10]))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut ws).await,
+            Message::text(format!("{} bytes", 900 << 10))
+        );
+    });
+    // Over the 1 MiB limit set in on_open (the server default is 16 MiB): 1009 on the header
+    // alone, before any payload is sent.
+    let (mut s, _) = raw_upgrade(addr, "");
+    let len = ((1u64 << 20) + 1).to_be_bytes();
+    let mut header = vec![0x82, 0xff];
+    header.extend_from_slice(&len);
+    header.extend_from_slice(&[0, 0, 0, 0]);
+    s.write_all(&header).unwrap();
+    assert_eq!(read_close_code(&mut s), 1009);
+    server.shutdown();
+    server.join().unwrap();
+}

@@ -553,6 +553,39 @@ mod props {
         }
 
         #[test]
+        fn fast_and_general_paths_agree_on_small_frames(
+            frames in proptest::collection::vec(
+                (
+                    prop_oneof![Just(0x81u8), Just(0x82), Just(0x01), Just(0x80), Just(0x89), Just(0xc1), any::<u8>()],
+                    prop_oneof![Just(true), Just(true), Just(false)],
+                    prop_oneof![
+                        ".{0,30}".prop_map(String::into_bytes),
+                        proptest::collection::vec(any::<u8>(), 0..=125),
+                    ],
+                ),
+                1..12,
+            ),
+            key in any::<[u8; 4]>(),
+        ) {
+            // Decoding the whole buffer takes the single-frame fast path where it can; byte by
+            // byte it never can. Events and errors must be the same.
+            let mut wire = Vec::new();
+            for (b0, masked, payload) in &frames {
+                let mut f = frame(OpCode::Binary, true, masked.then_some(key), payload);
+                f[0] = *b0;
+                wire.extend(f);
+            }
+            let cuts: Vec<usize> = (1..wire.len()).collect();
+            for role in [Role::Server, Role::Client] {
+                let whole = run(role, Config::default(), &wire, &[], false);
+                let split = run(role, Config::default(), &wire, &cuts, false);
+                prop_assert_eq!(&whole, &split);
+                let limited = Config::new().max_message(20);
+                prop_assert_eq!(run(role, limited, &wire, &[], true), run(role, limited, &wire, &cuts, true));
+            }
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic_and_splits_agree(
             wire in proptest::collection::vec(any::<u8>(), 0..300),
             cut in 0usize..300,

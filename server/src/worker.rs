@@ -442,7 +442,7 @@ impl<H: Handler> Worker<H> {
                     OP_RECV => self.on_recv(slot, epoch, res, flags),
                     OP_SEND => self.on_send(slot, epoch, res),
                     OP_ACCEPT => self.on_accept(res, flags),
-                    OP_TICK => self.on_tick(res, flags),
+                    OP_TICK => self.on_tick(flags),
                     OP_WAKE => self.on_wake(),
                     _ => {} // cancellations: the cancelled request reports itself
                 }
@@ -762,13 +762,12 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn on_tick(&mut self, res: i32, flags: u32) {
+    fn on_tick(&mut self, flags: u32) {
         if !ring::more(flags)
             && let Err(e) = self.io.ring.tick(TICK, OP_TICK << 56)
         {
             tracing::error!(error = %e, "re-arming the timer failed");
         }
-        let _ = res;
         self.arm_accept(); // after running out of descriptors
         let mut fired = Vec::new();
         self.io.timers.advance(&mut fired);

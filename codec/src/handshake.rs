@@ -303,10 +303,7 @@ impl<'h, 'b> Request<'h, 'b> {
     /// The value of the first header named `name` (ASCII case-insensitive).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&'b [u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+        find_header(self.headers, name)
     }
 
     /// Writes the `101 Switching Protocols` response for this request, with the chosen
@@ -319,6 +316,14 @@ impl<'h, 'b> Request<'h, 'b> {
     ) -> Result<usize, EncodeError> {
         write_accept_response(buf, self.key.as_bytes(), protocol, extensions)
     }
+}
+
+/// The value of the first header named `name` (ASCII case-insensitive).
+fn find_header<'b>(headers: &[httparse::Header<'b>], name: &str) -> Option<&'b [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
 }
 
 fn header_str(value: &[u8]) -> Result<&str, HandshakeError> {
@@ -730,10 +735,7 @@ impl<'h, 'b> Response<'h, 'b> {
     /// The value of the first header named `name` (ASCII case-insensitive).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&'b [u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+        find_header(self.headers, name)
     }
 
     /// Checks the response accepts the request made with `key` offering `protocols` (§4.1): status

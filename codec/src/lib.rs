@@ -72,7 +72,6 @@ mod encoder;
 mod error;
 mod frame;
 pub mod handshake;
-#[allow(unsafe_code)]
 mod mask;
 mod utf8;
 

@@ -189,6 +189,8 @@ pub fn mask_naive(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
 /// Every kernel compiled into this build and usable on this CPU, by name (for tests and fuzzing).
 #[doc(hidden)]
 pub fn kernels() -> impl Iterator<Item = Kernel> {
+    // Only filled in further on targets with SIMD kernels.
+    #[allow(unused_mut)]
     let mut list: [Option<Kernel>; 4] = [Some(("scalar", scalar::mask)), None, None, None];
     #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
     {

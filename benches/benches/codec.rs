@@ -35,7 +35,7 @@ fn mask(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("sockeye", size), |b| {
             b.iter(|| sockeye_codec::apply_mask(black_box(&mut buf), KEY, 0))
         });
-        for (name, kernel) in sockeye_codec::__private::kernels() {
+        for (name, kernel) in sockeye_codec::__fuzz::kernels() {
             g.bench_function(BenchmarkId::new(format!("sockeye-{name}"), size), |b| {
                 b.iter(|| kernel(black_box(&mut buf), KEY))
             });
@@ -44,7 +44,7 @@ fn mask(c: &mut Criterion) {
             b.iter(|| fastwebsockets::unmask(black_box(&mut buf), KEY))
         });
         g.bench_function(BenchmarkId::new("naive-loop", size), |b| {
-            b.iter(|| sockeye_codec::__private::mask_naive(black_box(&mut buf), KEY, 0))
+            b.iter(|| sockeye_codec::__fuzz::mask_naive(black_box(&mut buf), KEY, 0))
         });
         g.bench_function(BenchmarkId::new("memcpy", size), |b| {
             b.iter(|| black_box(&mut buf).copy_from_slice(black_box(&src)))

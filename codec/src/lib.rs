@@ -84,8 +84,8 @@ pub use handshake::HandshakeError;
 pub use mask::{apply_mask, kernel_name};
 pub use utf8::{Utf8Error, Utf8Validator};
 
-/// Entry points for fuzz targets and benchmarks; not a stable API.
+/// Entry points for fuzz targets and benchmarks (`fuzz/`, `benches/`); not a stable API.
 #[doc(hidden)]
-pub mod __private {
-    pub use crate::mask::{kernels, mask_naive};
+pub mod __fuzz {
+    pub use crate::mask::{kernels, mask_naive, rotate_key};
 }

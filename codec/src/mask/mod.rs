@@ -18,7 +18,7 @@ mod aarch64;
 
 /// Rotates `key` so that byte 0 of the result is the key byte for payload offset `phase`.
 #[inline]
-pub(crate) fn rotate_key(key: [u8; 4], phase: usize) -> [u8; 4] {
+pub fn rotate_key(key: [u8; 4], phase: usize) -> [u8; 4] {
     // Little-endian on both sides makes this byte-order independent: byte i moves to i - phase.
     u32::from_le_bytes(key)
         .rotate_right(8 * (phase as u32 & 3))

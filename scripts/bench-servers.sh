@@ -6,6 +6,8 @@
 #
 #   scripts/bench-servers.sh [REPEATS] [SECONDS]      (defaults 3 and 5)
 #   SCENARIOS="echo16 echo4k echo1m broadcast conns" selects scenarios (default: all)
+#   SERVERS="sockeye tokio-tungstenite fastwebsockets raw-echo" selects servers (default: all);
+#   raw-echo is the floor: the upgrade, then bytes echoed verbatim (echo scenarios only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS=${1:-3}
@@ -27,6 +29,7 @@ start_server() {   # start_server NAME MODE -> sets SPID
                --stats-interval 0 --max-backpressure 16MiB >/dev/null 2>&1 & ;;
     tokio-tungstenite) taskset -c 0 target/release/peer-server --impl tungstenite --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
     fastwebsockets) taskset -c 0 target/release/peer-server --impl fastwebsockets --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
+    raw-echo) taskset -c 0 target/release/peer-server --impl raw-echo --port $PORT >/dev/null 2>&1 & ;;
   esac
   SPID=$!
   for _ in $(seq 1 50); do
@@ -51,17 +54,20 @@ run() {   # run NAME MODE LOAD-ARGS...
   stop_server
 }
 
+SERVERS=${SERVERS:-sockeye tokio-tungstenite fastwebsockets raw-echo}
 for r in $(seq 1 "$REPEATS"); do
-  for name in sockeye tokio-tungstenite fastwebsockets; do
-    if want echo16; then run "$name" echo echo -c 64 -k 16 -s 16; fi
-    if want echo4k; then run "$name" echo echo -c 64 -k 4 -s 4096; fi
-    if want echo1m; then run "$name" echo echo -c 16 -k 2 -s 1048576; fi
-    if want broadcast; then run "$name" broadcast broadcast -c 1000 -s 64 --window 16; fi
+  for name in $SERVERS; do
+    raw=(); [ "$name" = raw-echo ] && raw=(--verbatim)
+    if want echo16; then run "$name" echo echo "${raw[@]}" -c 64 -k 16 -s 16; fi
+    if want echo4k; then run "$name" echo echo "${raw[@]}" -c 64 -k 4 -s 4096; fi
+    if want echo1m; then run "$name" echo echo "${raw[@]}" -c 16 -k 2 -s 1048576; fi
+    if want broadcast && [ "$name" != raw-echo ]; then run "$name" broadcast broadcast -c 1000 -s 64 --window 16; fi
   done
 done
 for n in 10000 19000; do
   want conns || break
-  for name in sockeye tokio-tungstenite fastwebsockets; do
+  for name in $SERVERS; do
+    [ "$name" = raw-echo ] && continue
     start_server "$name" echo
     taskset -c 1 $LOAD conns -c "$n" --url "ws://127.0.0.1:$PORT/" --server-pid "$SPID" --label "$name" \
       | tee /dev/stderr | grep '^{' >> "$OUT" || echo "conns failed: $name $n" >&2

@@ -10,10 +10,11 @@ from collections import defaultdict
 
 rows = [json.loads(l) for l in open(sys.argv[1] if len(sys.argv) > 1 else "target/bench/servers.jsonl")]
 SERVERS = ["sockeye", "tokio-tungstenite", "fastwebsockets"]
+FLOOR = "raw-echo"  # the upgrade, then bytes echoed verbatim: the kernel's share alone
 
 
 def scenario(r):
-    if r["mode"] == "echo":
+    if r["mode"] in ("echo", "echo-raw"):
         size = r["size"]
         s = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB" if size >= 1024 else f"{size} B"
         return f"echo {r['connections']} conns × {int(r['in_flight'])} in flight × {s}"
@@ -26,8 +27,10 @@ groups = defaultdict(lambda: defaultdict(list))
 for r in rows:
     groups[scenario(r)][r["label"]].append(r)
 
-print("| scenario | metric | " + " | ".join(SERVERS) + " | sockeye ÷ tokio-tungstenite | sockeye ÷ fastwebsockets |")
-print("|---|---|" + "---|" * (len(SERVERS) + 2))
+has_floor = any(r["label"] == FLOOR for r in rows)
+print("| scenario | metric | " + " | ".join(SERVERS) + " | sockeye ÷ tokio-tungstenite | sockeye ÷ fastwebsockets |"
+      + (" raw TCP echo (floor) |" if has_floor else ""))
+print("|---|---|" + "---|" * (len(SERVERS) + 2 + has_floor))
 for sc, by in groups.items():
     conns = sc.startswith("idle")
     metrics = [("rss_per_conn", "server RSS per connection (B)", False)] if conns else [
@@ -59,4 +62,14 @@ for sc, by in groups.items():
             else:
                 ratios.append(f"{b / a:.2f}× less")
         n = len(by.get("sockeye", []))
-        print(f"| {sc} | {label} (median of {n}) | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+        floor = ""
+        if has_floor:
+            fv = [r[key] for r in by.get(FLOOR, []) if r.get(key) is not None]
+            floor = " — |" if not fv else f" {statistics.median(fv):,.0f} |" if abs(statistics.median(fv)) >= 10 else f" {statistics.median(fv):.2f} |"
+        print(f"| {sc} | {label} (median of {n}) | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |" + floor)
+        if key == "server_cpu_ns_per_msg" and has_floor:
+            fv = [r[key] for r in by.get(FLOOR, []) if r.get(key) is not None]
+            if fv and statistics.median(fv) > 0:
+                f = statistics.median(fv)
+                mult = ["—" if med[s] is None else f"{med[s] / f:.2f}×" for s in SERVERS]
+                print(f"| {sc} | server CPU as a multiple of the floor | " + " | ".join(mult) + " | | | 1.00× |")

@@ -16,6 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 enum Impl {
     Tungstenite,
     Fastwebsockets,
+    /// The floor: after the upgrade, bytes are echoed as they come (no WebSocket work at all),
+    /// through a 512 KiB buffer. Use with `sockeye-load echo --verbatim`.
+    RawEcho,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -62,6 +65,7 @@ fn main() {
                 match args.imp {
                     Impl::Tungstenite => tungstenite_conn(stream, args.mode, hub).await,
                     Impl::Fastwebsockets => fastwebsockets_conn(stream, args.mode, hub).await,
+                    Impl::RawEcho => raw_echo(stream).await,
                 }
             });
         }
@@ -72,6 +76,7 @@ fn name(i: Impl) -> &'static str {
     match i {
         Impl::Tungstenite => "tokio-tungstenite",
         Impl::Fastwebsockets => "fastwebsockets",
+        Impl::RawEcho => "raw TCP echo",
     }
 }
 
@@ -172,6 +177,24 @@ async fn handshake(stream: &mut TcpStream) -> Option<()> {
             }
             Ok(_) if buf.len() < 8192 => continue,
             _ => return None,
+        }
+    }
+}
+
+async fn raw_echo(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if handshake(&mut stream).await.is_none() {
+        return;
+    }
+    let mut buf = vec![0u8; 512 << 10];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 //! sockeye-load echo      --url ws://127.0.0.1:9001 -c 64 -k 16 -s 16 -d 10
 //! sockeye-load broadcast --url ws://127.0.0.1:9001 -c 1000 -s 64 -d 10
 //! sockeye-load conns     --url ws://127.0.0.1:9001 -c 10000 --server-pid PID
+//! sockeye-load churn     --url ws://127.0.0.1:9001 -c 16 -d 10
 //! ```
 //!
 //! Prints a human-readable line and a JSON line; with `--server-pid` also the server's CPU time
@@ -69,6 +70,9 @@ enum Mode {
         /// Messages in flight per connection.
         #[arg(short = 'k', long, default_value_t = 1)]
         in_flight: usize,
+        /// Expect the bytes back exactly as sent (a raw TCP echo: the floor measurement).
+        #[arg(long)]
+        verbatim: bool,
     },
     /// C subscribers and one publisher; deliveries counted and checked for order.
     Broadcast {
@@ -77,6 +81,11 @@ enum Mode {
         /// Messages the publisher sends before waiting for every subscriber to catch up.
         #[arg(long, default_value_t = 16)]
         window: usize,
+    },
+    /// C tasks that each connect, upgrade, echo one message and close, again and again.
+    Churn {
+        #[command(flatten)]
+        common: Common,
     },
     /// C idle connections held open, then one echo round trip on each.
     Conns {
@@ -98,7 +107,12 @@ fn main() {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         match cli.mode {
-            Mode::Echo { common, in_flight } => echo(common, in_flight).await,
+            Mode::Echo {
+                common,
+                in_flight,
+                verbatim,
+            } => echo(common, in_flight, verbatim).await,
+            Mode::Churn { common } => churn(common).await,
             Mode::Broadcast { common, window } => broadcast(common, window).await,
             Mode::Conns { common, hold } => conns(common, hold).await,
         }
@@ -253,7 +267,7 @@ impl Window {
     }
 }
 
-async fn echo(c: Common, k: usize) {
+async fn echo(c: Common, k: usize, verbatim: bool) {
     let (addr, path) = target(&c.url);
     let counters = Rc::new(Counters::default());
     let latencies = Rc::new(std::cell::RefCell::new(Vec::<u32>::new()));
@@ -266,7 +280,11 @@ async fn echo(c: Common, k: usize) {
         };
         let (masked, plain) = frames(c.text, &payload(c.size, i));
         let batch: Vec<u8> = masked.repeat(k);
-        let expect: Vec<u8> = plain.repeat(k);
+        let expect: Vec<u8> = if verbatim {
+            batch.clone()
+        } else {
+            plain.repeat(k)
+        };
         let (counters, latencies) = (counters.clone(), latencies.clone());
         tasks.push(tokio::task::spawn_local(async move {
             let mut s = s;
@@ -307,7 +325,7 @@ async fn echo(c: Common, k: usize) {
     let msgs = counters.messages.get();
     report(
         &c,
-        "echo",
+        if verbatim { "echo-raw" } else { "echo" },
         &[("in_flight", k as f64)],
         msgs,
         counters.bytes.get(),
@@ -475,6 +493,82 @@ async fn broadcast(c: Common, window: usize) {
         own_cpu,
         None,
     );
+}
+
+async fn churn(c: Common) {
+    let (addr, path) = target(&c.url);
+    let counters = Rc::new(Counters::default());
+    let deadline = Instant::now() + Duration::from_secs_f64(c.warmup + c.duration);
+    let (masked, plain) = frames(c.text, &payload(c.size.max(1), 0));
+    let close = frames_close();
+    let mut tasks = Vec::new();
+    for i in 0..c.connections {
+        let (counters, path, masked, plain, close) = (
+            counters.clone(),
+            path.clone(),
+            masked.clone(),
+            plain.clone(),
+            close.clone(),
+        );
+        tasks.push(tokio::task::spawn_local(async move {
+            let source = 1 + (i % 200) as u8; // spread TIME_WAIT over source addresses
+            while Instant::now() < deadline {
+                let ok = async {
+                    let mut s = open(addr, &path, source).await.ok()?;
+                    s.write_all(&masked).await.ok()?;
+                    let mut got = vec![0u8; plain.len()];
+                    s.read_exact(&mut got).await.ok()?;
+                    (got == plain).then_some(())?;
+                    s.write_all(&close).await.ok()?;
+                    let mut reply = [0u8; 4];
+                    s.read_exact(&mut reply).await.ok()?;
+                    (reply == [0x88, 0x02, 0x03, 0xe8]).then_some(())
+                }
+                .await;
+                match ok {
+                    Some(()) if counters.measuring.get() => {
+                        counters.messages.set(counters.messages.get() + 1)
+                    }
+                    Some(()) => {}
+                    None => counters.errors.set(counters.errors.get() + 1),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(c.warmup)).await;
+    counters.measuring.set(true);
+    let w = Window::open(c.server_pid);
+    tokio::time::sleep(Duration::from_secs_f64(c.duration)).await;
+    counters.measuring.set(false);
+    let (secs, server_cpu, own_cpu) = w.close(c.server_pid);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let n = counters.messages.get();
+    report(
+        &c,
+        "churn",
+        &[],
+        n,
+        0,
+        counters.errors.get(),
+        secs,
+        server_cpu,
+        own_cpu,
+        None,
+    );
+}
+
+/// A masked close frame with code 1000.
+fn frames_close() -> Vec<u8> {
+    use sockeye_codec::{Close, CloseCode, encode_close};
+    let mut out = [0u8; 16];
+    let close = Close {
+        code: Some(CloseCode::NORMAL),
+        reason: "",
+    };
+    let n = encode_close(&mut out, &close, Some([1, 2, 3, 4])).unwrap();
+    out[..n].to_vec()
 }
 
 async fn conns(c: Common, hold: f64) {

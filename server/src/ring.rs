@@ -9,8 +9,9 @@
 //!   turns that completion into a [`RecvBuf`], the only handle through which the bytes can be
 //!   read, and the id is published again only by [`BufRing::recycle`], which consumes the
 //!   `RecvBuf`. So between completion and recycling the kernel cannot pick that buffer, and after
-//!   recycling we cannot touch it. The arena is freed only after the ring is dropped (field order
-//!   of [`Ring`]), when no request can be pending.
+//!   recycling we cannot touch it. The arena is a raw mapping, so no Rust reference ever covers
+//!   a buffer the kernel may be filling; it is unmapped only after the worker has dropped its
+//!   ring and drained every request.
 //! - **Sends** point the kernel at `Bytes` held by a [`SendQueue`]. While a send is in flight the
 //!   queue neither drops nor mutates the in-flight prefix nor the iovec array (new frames are only
 //!   appended, which never moves existing `Bytes` data); [`SendQueue::complete`] releases exactly
@@ -219,11 +220,35 @@ pub(crate) fn more(flags: u32) -> bool {
 pub(crate) struct BufRing {
     ring_addr: *mut io_uring::types::BufRingEntry,
     ring_bytes: usize,
-    arena: Box<[u8]>,
+    /// The buffers: an anonymous mapping of `entries * size` bytes. Kept as a raw pointer so
+    /// that no Rust reference ever spans buffers the kernel may be writing; slices are made
+    /// only for a buffer we own (see `bytes`).
+    arena: *mut u8,
+    arena_bytes: usize,
     size: usize,
     entries: u16,
     bgid: u16,
     tail: u16,
+}
+
+/// A private anonymous read-write mapping of `bytes` (page-aligned, zero-filled on first touch).
+fn map_anonymous(bytes: usize) -> io::Result<*mut u8> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's choice; the result is
+    // checked before use.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ptr.cast())
 }
 
 /// A receive buffer handed over by a completion; give it back with [`BufRing::recycle`].
@@ -242,24 +267,21 @@ impl BufRing {
             "buffer ring entries must be a power of two"
         );
         let ring_bytes = usize::from(entries) * std::mem::size_of::<types::BufRingEntry>();
-        // SAFETY: an anonymous private mapping; the result is checked before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                ring_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+        let ptr = map_anonymous(ring_bytes)?;
+        let arena_bytes = usize::from(entries) * size;
+        let arena = match map_anonymous(arena_bytes) {
+            Ok(a) => a,
+            Err(e) => {
+                // SAFETY: unmaps the ring mapping made just above, which nothing uses yet.
+                unsafe { libc::munmap(ptr.cast(), ring_bytes) };
+                return Err(e);
+            }
         };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         let mut ring = BufRing {
             ring_addr: ptr.cast(),
             ring_bytes,
-            arena: vec![0u8; usize::from(entries) * size].into_boxed_slice(),
+            arena,
+            arena_bytes,
             size,
             entries,
             bgid,
@@ -275,7 +297,8 @@ impl BufRing {
     /// Writes entry `bid` at the tail (not yet visible to the kernel until `sync_tail`).
     fn publish(&mut self, bid: u16) {
         let slot = usize::from(self.tail & (self.entries - 1));
-        let addr = self.arena[usize::from(bid) * self.size..].as_ptr() as u64;
+        // In bounds: bid < entries, so the buffer lies inside the arena mapping.
+        let addr = self.arena as u64 + (usize::from(bid) * self.size) as u64;
         // SAFETY: `slot < entries`, inside the mapping; the kernel does not read entries past
         // the published tail, so writing this one races with nothing.
         let entry = unsafe { &mut *self.ring_addr.add(slot) };
@@ -311,7 +334,12 @@ impl BufRing {
     /// The received bytes, mutable so the codec can unmask them in place.
     pub(crate) fn bytes(&mut self, buf: &RecvBuf) -> &mut [u8] {
         let start = usize::from(buf.bid) * self.size;
-        &mut self.arena[start..start + buf.len]
+        debug_assert!(start + buf.len <= self.arena_bytes);
+        // SAFETY: `buf.bid < entries` and `buf.len <= size` (checked in `take`), so the range is
+        // inside the arena mapping; the buffer was handed to us by a completion and is not
+        // published again until `recycle` consumes the `RecvBuf`, so the kernel does not write
+        // it while this borrow (tied to `&mut self` and `buf`) lives.
+        unsafe { std::slice::from_raw_parts_mut(self.arena.add(start), buf.len) }
     }
 
     /// Gives the buffer back to the kernel.
@@ -323,9 +351,12 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`; the worker unregisters/drops the
-        // ring before the BufRing, so the kernel no longer reads it.
-        unsafe { libc::munmap(self.ring_addr.cast(), self.ring_bytes) };
+        // SAFETY: unmaps exactly the mappings made in `new`; the worker drops the ring (and
+        // drains its requests) before the BufRing, so the kernel no longer uses them.
+        unsafe {
+            libc::munmap(self.ring_addr.cast(), self.ring_bytes);
+            libc::munmap(self.arena.cast(), self.arena_bytes);
+        }
     }
 }
 

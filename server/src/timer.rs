@@ -19,7 +19,7 @@ pub(crate) enum TimerKind {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry {
     pub(crate) slot: u32,
-    pub(crate) epoch: u16,
+    pub(crate) epoch: u32,
     pub(crate) kind: TimerKind,
     due: u32,
 }
@@ -46,7 +46,7 @@ impl Wheel {
     }
 
     /// Schedules `kind` for connection (`slot`, `epoch`) `ticks` from now (at least one tick).
-    pub(crate) fn schedule(&mut self, slot: u32, epoch: u16, kind: TimerKind, ticks: u32) {
+    pub(crate) fn schedule(&mut self, slot: u32, epoch: u32, kind: TimerKind, ticks: u32) {
         let due = self.now.wrapping_add(ticks.max(1));
         self.slots[due as usize % SLOTS].push(Entry {
             slot,

@@ -29,12 +29,17 @@ const OP_TICK: u64 = 4;
 const OP_WAKE: u64 = 5;
 const OP_CANCEL: u64 = 6;
 
+/// Epochs are 24 bits: with the 8-bit operation and the 32-bit slot they fill a completion's
+/// 64-bit user data. A slot would have to be reused 16.7 million times while a stale timer entry
+/// or task for it is pending before an old id could match a new connection.
+const EPOCH_MASK: u32 = 0x00ff_ffff;
+
 /// Identifies a connection across the server: worker, slot and generation (a slot is reused by
 /// later connections with a higher generation, so a stale id never reaches the wrong one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId {
     worker: u16,
-    epoch: u16,
+    epoch: u32,
     slot: u32,
 }
 
@@ -45,7 +50,7 @@ impl ConnId {
     }
 
     fn user_data(self, op: u64) -> u64 {
-        op << 56 | u64::from(self.epoch) << 32 | u64::from(self.slot)
+        op << 56 | u64::from(self.epoch & EPOCH_MASK) << 32 | u64::from(self.slot)
     }
 }
 
@@ -101,7 +106,7 @@ impl Output {
 /// buffers); `input` and `output` exist only while in use.
 pub(crate) struct Conn {
     fd: OwnedFd,
-    epoch: u16,
+    epoch: u32,
     state: State,
     recv_armed: bool,
     /// Reading paused by backpressure (recv cancelled until the queue drains).
@@ -298,25 +303,25 @@ impl Io {
 struct Slab {
     conns: Vec<Option<Conn>>,
     free: Vec<u32>,
-    epochs: Vec<u16>,
+    epochs: Vec<u32>,
     open: usize,
 }
 
 impl Slab {
-    fn get(&mut self, slot: u32, epoch: u16) -> Option<&mut Conn> {
+    fn get(&mut self, slot: u32, epoch: u32) -> Option<&mut Conn> {
         self.conns
             .get_mut(slot as usize)?
             .as_mut()
             .filter(|c| c.epoch == epoch)
     }
 
-    fn insert(&mut self, make: impl FnOnce(u16) -> Conn) -> (u32, u16) {
+    fn insert(&mut self, make: impl FnOnce(u32) -> Conn) -> (u32, u32) {
         let slot = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.epochs.push(0);
             (self.conns.len() - 1) as u32
         });
-        let epoch = self.epochs[slot as usize].wrapping_add(1);
+        let epoch = self.epochs[slot as usize].wrapping_add(1) & EPOCH_MASK;
         self.epochs[slot as usize] = epoch;
         self.conns[slot as usize] = Some(make(epoch));
         self.open += 1;
@@ -404,7 +409,7 @@ impl<H: Handler> Worker<H> {
         })
     }
 
-    fn id(&self, slot: u32, epoch: u16) -> ConnId {
+    fn id(&self, slot: u32, epoch: u32) -> ConnId {
         ConnId {
             worker: self.io.worker,
             epoch,
@@ -437,7 +442,7 @@ impl<H: Handler> Worker<H> {
             self.io.ring.completions(&mut cqes);
             for &(ud, res, flags) in &cqes {
                 let slot = ud as u32;
-                let epoch = (ud >> 32) as u16;
+                let epoch = (ud >> 32) as u32 & EPOCH_MASK;
                 match ud >> 56 {
                     OP_RECV => self.on_recv(slot, epoch, res, flags),
                     OP_SEND => self.on_send(slot, epoch, res),
@@ -490,7 +495,7 @@ impl<H: Handler> Worker<H> {
             cqes.clear();
             self.io.ring.completions(&mut cqes);
             for &(ud, res, flags) in &cqes {
-                let (slot, epoch) = (ud as u32, (ud >> 32) as u16);
+                let (slot, epoch) = (ud as u32, (ud >> 32) as u32 & EPOCH_MASK);
                 match ud >> 56 {
                     OP_TICK => tick &= ring::more(flags),
                     OP_WAKE => wake = false,
@@ -624,7 +629,7 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn on_recv(&mut self, slot: u32, epoch: u16, res: i32, flags: u32) {
+    fn on_recv(&mut self, slot: u32, epoch: u32, res: i32, flags: u32) {
         let buf = self.bufs.take(res, flags);
         let id = self.id(slot, epoch);
         let Some(conn) = self.slab.get(slot, epoch) else {
@@ -687,7 +692,7 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn on_send(&mut self, slot: u32, epoch: u16, res: i32) {
+    fn on_send(&mut self, slot: u32, epoch: u32, res: i32) {
         let id = self.id(slot, epoch);
         let Some(conn) = self.slab.get(slot, epoch) else {
             return;

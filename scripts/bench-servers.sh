@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # Side-by-side server benchmark: sockeye and the peers (tokio-tungstenite, fastwebsockets on
-# tokio current_thread), each pinned to core 0 with the load generator on core 1, every
-# scenario repeated. Appends one JSON line per run to target/bench/servers.jsonl and prints a
-# markdown table of medians and ratios (scripts/bench_table.py).
+# tokio current_thread) and a raw TCP echo floor, each pinned to core 0 with the load generator
+# on core 1, every scenario repeated. Appends one JSON line per run to target/bench/servers.jsonl
+# and prints a markdown table of medians and ratios (scripts/bench_table.py).
 #
 #   scripts/bench-servers.sh [REPEATS] [SECONDS]      (defaults 3 and 5)
-#   SCENARIOS="echo16 echo4k echo1m broadcast conns" selects scenarios (default: all)
+#   scripts/bench-servers.sh --quick                  1 repeat of 2 s, a subset: under 2 minutes
+#   SCENARIOS="..." selects scenarios (default: all):
+#     latency   echo, 1 connection × 1 in flight × 16 B
+#     echo20    echo, 100 × 1 × 20 B          echo1k   echo, 500 × 1 × 1 KiB
+#     echo16k   echo, 500 × 1 × 16 KiB        pipe16   echo, 64 × 16 in flight × 16 B
+#     echo16    echo, 64 × 16 × 16 B (= pipe16, kept for the server issue's targets)
+#     echo4k    echo, 64 × 4 × 4 KiB          echo1m   echo, 16 × 2 × 1 MiB
+#     broadcast 1,000 subscribers, 64 B       churn    connect/upgrade/echo/close, 16 at a time
+#     conns     idle connections, 10,000 and 19,000 (server RSS per connection)
 #   SERVERS="sockeye tokio-tungstenite fastwebsockets raw-echo" selects servers (default: all);
 #   raw-echo is the floor: the upgrade, then bytes echoed verbatim (echo scenarios only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPEATS=${1:-3}
-SECS=${2:-5}
+if [ "${1:-}" = --quick ]; then
+  REPEATS=1 SECS=2
+  SCENARIOS=${SCENARIOS:-latency pipe16 echo4k broadcast churn}
+else
+  REPEATS=${1:-3}
+  SECS=${2:-5}
+fi
 OUT=target/bench/servers.jsonl
-SCENARIOS=${SCENARIOS:-echo16 echo4k echo1m broadcast conns}
+SCENARIOS=${SCENARIOS:-latency echo20 echo1k echo16k pipe16 echo4k echo1m broadcast churn conns}
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 mkdir -p target/bench
 : > "$OUT"
@@ -58,10 +71,16 @@ SERVERS=${SERVERS:-sockeye tokio-tungstenite fastwebsockets raw-echo}
 for r in $(seq 1 "$REPEATS"); do
   for name in $SERVERS; do
     raw=(); [ "$name" = raw-echo ] && raw=(--verbatim)
-    if want echo16; then run "$name" echo echo "${raw[@]}" -c 64 -k 16 -s 16; fi
+    if want latency; then run "$name" echo echo "${raw[@]}" -c 1 -k 1 -s 16; fi
+    if want echo20; then run "$name" echo echo "${raw[@]}" -c 100 -k 1 -s 20; fi
+    if want echo1k; then run "$name" echo echo "${raw[@]}" -c 500 -k 1 -s 1024; fi
+    if want echo16k; then run "$name" echo echo "${raw[@]}" -c 500 -k 1 -s 16384; fi
+    if want pipe16 || want echo16; then run "$name" echo echo "${raw[@]}" -c 64 -k 16 -s 16; fi
     if want echo4k; then run "$name" echo echo "${raw[@]}" -c 64 -k 4 -s 4096; fi
     if want echo1m; then run "$name" echo echo "${raw[@]}" -c 16 -k 2 -s 1048576; fi
-    if want broadcast && [ "$name" != raw-echo ]; then run "$name" broadcast broadcast -c 1000 -s 64 --window 16; fi
+    [ "$name" = raw-echo ] && continue
+    if want broadcast; then run "$name" broadcast broadcast -c 1000 -s 64 --window 16; fi
+    if want churn; then run "$name" echo churn -c 16 -s 16; fi
   done
 done
 for n in 10000 19000; do

@@ -20,6 +20,8 @@ def scenario(r):
         return f"echo {r['connections']} conns × {int(r['in_flight'])} in flight × {s}"
     if r["mode"] == "broadcast":
         return f"broadcast to {r['connections']} subscribers, {r['size']} B"
+    if r["mode"] == "churn":
+        return f"churn: connect, upgrade, echo, close ({r['connections']} at a time)"
     return f"idle connections: {r['connections']}"
 
 
@@ -33,16 +35,18 @@ print("| scenario | metric | " + " | ".join(SERVERS) + " | sockeye ÷ tokio-tung
 print("|---|---|" + "---|" * (len(SERVERS) + 2 + has_floor))
 for sc, by in groups.items():
     conns = sc.startswith("idle")
+    churn = sc.startswith("churn")
     metrics = [("rss_per_conn", "server RSS per connection (B)", False)] if conns else [
-        ("msgs_per_s", "deliveries/s" if sc.startswith("broadcast") else "messages/s", True),
+        ("msgs_per_s", "connections/s" if churn else "deliveries/s" if sc.startswith("broadcast") else "messages/s", True),
         ("mb_per_s", "MB/s", True),
         ("server_cpu_ns_per_msg", "server CPU ns per message", False),
         ("p99_us", "p99 latency (µs)", False),
+        ("server_cpu_share", "server core share (< 0.90: not CPU-bound)", None),
         ("load_cpu_share", "load generator core share", None),
         ("errors", "errors", None),
     ]
     for key, label, higher_better in metrics:
-        if sc.startswith("broadcast") and key == "p99_us":
+        if (sc.startswith("broadcast") or churn) and key in ("p99_us", "mb_per_s"):
             continue
         med = {}
         for s in SERVERS:

@@ -171,12 +171,17 @@ pub(crate) fn frame(op: OpCode, payload: &[u8]) -> Bytes {
 
 /// Appends one unmasked server frame to `out`.
 pub(crate) fn put_frame(out: &mut BytesMut, op: OpCode, payload: &[u8]) {
+    put_header(out, op, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Appends the header of an unmasked server frame with a `len`-byte payload to `out`.
+pub(crate) fn put_header(out: &mut BytesMut, op: OpCode, len: usize) {
     let mut header = [0u8; 14];
-    let n = Header::new(op, payload.len() as u64)
+    let n = Header::new(op, len as u64)
         .encode(&mut header)
         .expect("14 bytes hold any header");
     out.extend_from_slice(&header[..n]);
-    out.extend_from_slice(payload);
 }
 
 /// A handle to one connection, lent to the handler for the duration of a callback.

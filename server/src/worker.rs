@@ -13,7 +13,9 @@ use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request};
 use sockeye_codec::{Close, CloseCode, DataKind, Decoder, Event, OpCode, Role, Status};
 
 use crate::config::{Config, SlowPolicy};
-use crate::handler::{Chunk, Handler, Message, OwnedMessage, SendStatus, WebSocket, put_frame};
+use crate::handler::{
+    Chunk, Handler, Message, OwnedMessage, SendStatus, WebSocket, put_frame, put_header,
+};
 use crate::hub::{Hub, Inbox, WorkerStats};
 use crate::ring::{self, BufRing, RecvBuf, Ring, SendQueue};
 use crate::timer::{TimerKind, Wheel};
@@ -92,12 +94,17 @@ impl Output {
         self.queue.queued() + self.staged.len()
     }
 
-    /// Queues a shared frame after whatever is staged, keeping the order.
-    fn push(&mut self, frame: Bytes) {
+    /// Moves the staged small frames into the send queue as one buffer.
+    fn seal(&mut self) {
         if !self.staged.is_empty() {
             let staged = self.staged.split().freeze();
             self.queue.push(staged);
         }
+    }
+
+    /// Queues a shared frame after whatever is staged, keeping the order.
+    fn push(&mut self, frame: Bytes) {
+        self.seal();
         self.queue.push(frame);
     }
 }
@@ -247,12 +254,8 @@ impl Io {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
-        let mut header = [0u8; 14];
-        let n = sockeye_codec::Header::new(op, payload.len() as u64)
-            .encode(&mut header)
-            .expect("14 bytes hold any header");
         let out = conn.output();
-        out.staged.extend_from_slice(&header[..n]);
+        put_header(&mut out.staged, op, payload.len());
         out.push(Bytes::from(payload));
         self.after_queue(id, conn)
     }
@@ -528,10 +531,7 @@ impl<H: Handler> Worker<H> {
             let Some(out) = conn.output.as_mut() else {
                 continue;
             };
-            if !out.staged.is_empty() {
-                let staged = out.staged.split().freeze();
-                out.queue.push(staged);
-            }
+            out.seal();
             if let Err(e) = self.io.ring.send(fd, &mut out.queue, id.user_data(OP_SEND)) {
                 tracing::warn!(error = %e, "submitting a send failed");
                 self.io.teardown(conn);
@@ -924,9 +924,8 @@ impl<H: Handler> Worker<H> {
                     self.io.start_close(id, conn, close);
                 }
                 (false, _) => {
-                    conn.output().push(frame.clone());
-                    self.io.mark_dirty(id, conn);
-                    WorkerStats::add(&self.io.stats().messages_out, 1);
+                    // Within the bound, so this never pauses the subscriber's reading.
+                    self.io.send_shared(id, conn, frame.clone());
                 }
             }
         }

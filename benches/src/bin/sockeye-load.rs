@@ -241,6 +241,25 @@ struct Counters {
     errors: Cell<u64>,
 }
 
+/// Waits out the warm-up, counts for the measured duration, then waits for the tasks to end.
+/// Returns elapsed seconds, the server's CPU seconds (with `--server-pid`) and our own.
+async fn measure(
+    c: &Common,
+    counters: &Counters,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> (f64, Option<f64>, f64) {
+    tokio::time::sleep(Duration::from_secs_f64(c.warmup)).await;
+    counters.measuring.set(true);
+    let w = Window::open(c.server_pid);
+    tokio::time::sleep(Duration::from_secs_f64(c.duration)).await;
+    counters.measuring.set(false);
+    let window = w.close(c.server_pid);
+    for t in tasks {
+        let _ = t.await;
+    }
+    window
+}
+
 struct Window {
     started: Instant,
     server_cpu: Option<f64>,
@@ -311,15 +330,7 @@ async fn echo(c: Common, k: usize, verbatim: bool) {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_secs_f64(c.warmup)).await;
-    counters.measuring.set(true);
-    let w = Window::open(c.server_pid);
-    tokio::time::sleep(Duration::from_secs_f64(c.duration)).await;
-    counters.measuring.set(false);
-    let (secs, server_cpu, own_cpu) = w.close(c.server_pid);
-    for t in tasks {
-        let _ = t.await;
-    }
+    let (secs, server_cpu, own_cpu) = measure(&c, &counters, tasks).await;
     let mut lat = latencies.borrow().clone();
     lat.sort_unstable();
     let msgs = counters.messages.get();
@@ -535,15 +546,7 @@ async fn churn(c: Common) {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_secs_f64(c.warmup)).await;
-    counters.measuring.set(true);
-    let w = Window::open(c.server_pid);
-    tokio::time::sleep(Duration::from_secs_f64(c.duration)).await;
-    counters.measuring.set(false);
-    let (secs, server_cpu, own_cpu) = w.close(c.server_pid);
-    for t in tasks {
-        let _ = t.await;
-    }
+    let (secs, server_cpu, own_cpu) = measure(&c, &counters, tasks).await;
     let n = counters.messages.get();
     report(
         &c,

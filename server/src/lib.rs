@@ -26,6 +26,7 @@
 //! server.join().unwrap();
 //! ```
 
+pub mod client;
 mod config;
 mod handler;
 mod handlers;

@@ -465,6 +465,18 @@ pub(crate) fn validated_str(bytes: &[u8]) -> &str {
     unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
+/// `bytes` as a `String`, for a whole text message the codec has already validated (see
+/// [`validated_str`]).
+pub(crate) fn validated_string(bytes: Vec<u8>) -> String {
+    debug_assert!(
+        std::str::from_utf8(&bytes).is_ok(),
+        "text not validated by the codec"
+    );
+    // SAFETY: callers pass only whole text messages accepted by the decoder, which checked
+    // every byte as UTF-8 across fragments.
+    unsafe { String::from_utf8_unchecked(bytes) }
+}
+
 /// Raises the soft descriptor limit to the hard limit (tens of thousands of connections).
 pub(crate) fn raise_fd_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit {

@@ -1,0 +1,526 @@
+//! The writing half of a client connection: whole messages, streamed messages, pings, close.
+//!
+//! Every frame is masked with a fresh key (RFC 6455 §5.3) drawn from the operating system's
+//! random source, in place in the connection's own staging buffer.
+
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use sockeye_codec::{
+    Close, CloseCode, DataKind, EncodeError, Header, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode,
+    apply_mask,
+};
+
+use super::error::{CloseError, Error, deadline_error};
+
+/// How long a close handshake waits for the peer's close frame (coder/websocket's 5 s).
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Payload bytes masked and written per `write` call for large messages.
+const CHUNK: usize = 64 << 10;
+
+/// The default fragment size of [`Writer::next_writer`].
+pub const DEFAULT_FRAGMENT: usize = 16 << 10;
+
+/// State both halves of a connection share.
+pub(super) struct Shared {
+    /// The socket, for shutting it down from any thread.
+    pub(super) socket: TcpStream,
+    pub(super) out: Mutex<Out>,
+    /// Signalled when a streamed message ends.
+    pub(super) out_free: Condvar,
+    pub(super) peer: Mutex<PeerState>,
+    /// Signalled when a pong arrives or the connection ends.
+    pub(super) peer_changed: Condvar,
+}
+
+/// What the reader learned that writers wait for.
+#[derive(Default)]
+pub(super) struct PeerState {
+    /// The highest ping sequence number a pong has acknowledged.
+    pub(super) pong_seen: u64,
+    /// How the connection ended (the peer's close frame, or 1006).
+    pub(super) closed: Option<CloseError>,
+    /// The peer's close frame arrived (as opposed to the connection just ending).
+    pub(super) close_received: bool,
+}
+
+/// The sending side, behind the shared lock.
+pub(super) struct Out {
+    stream: TcpStream,
+    /// Header and masked payload of the frame being sent.
+    buf: Vec<u8>,
+    rng: MaskRng,
+    /// The thread whose streamed message is open (its non-final fragments are out).
+    streaming: Option<ThreadId>,
+    close_sent: bool,
+    /// A write failed: the stream is in an unknown state and nothing more is sent.
+    broken: bool,
+    deadline: Option<Instant>,
+    /// Whether a send timeout is set on the socket.
+    timeout_set: bool,
+    pings_sent: u64,
+}
+
+impl Out {
+    pub(super) fn new(stream: TcpStream) -> Out {
+        Out {
+            stream,
+            buf: Vec::with_capacity(MAX_HEADER_LEN + 1024),
+            rng: MaskRng::new(),
+            streaming: None,
+            close_sent: false,
+            broken: false,
+            deadline: None,
+            timeout_set: false,
+            pings_sent: 0,
+        }
+    }
+
+    /// Sends one frame, masking a copy of `payload` in the staging buffer.
+    fn send(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write failed",
+            )));
+        }
+        let key = self.rng.next_key();
+        let header = Header {
+            fin,
+            mask: Some(key),
+            ..Header::new(opcode, payload.len() as u64)
+        };
+        let first = payload.len().min(CHUNK);
+        self.buf.clear();
+        self.buf.resize(MAX_HEADER_LEN, 0);
+        let hlen = header.encode(&mut self.buf).map_err(Error::Invalid)?;
+        self.buf.truncate(hlen);
+        self.buf.extend_from_slice(&payload[..first]);
+        let mut phase = apply_mask(&mut self.buf[hlen..], key, 0);
+        self.write_buf()?;
+        for rest in payload[first..].chunks(CHUNK) {
+            self.buf.clear();
+            self.buf.extend_from_slice(rest);
+            phase = apply_mask(&mut self.buf, key, phase);
+            self.write_buf()?;
+        }
+        Ok(())
+    }
+
+    fn write_buf(&mut self) -> Result<(), Error> {
+        let timeout = match self.deadline {
+            Some(d) => Some(
+                d.checked_duration_since(Instant::now())
+                    .filter(|t| !t.is_zero())
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "write deadline"))?,
+            ),
+            None => None,
+        };
+        if timeout.is_some() || self.timeout_set {
+            self.stream.set_write_timeout(timeout)?;
+            self.timeout_set = timeout.is_some();
+        }
+        if let Err(e) = self.stream.write_all(&self.buf) {
+            // Part of a frame may be out: the stream cannot carry another frame.
+            self.broken = true;
+            return Err(Error::Io(deadline_error(e)));
+        }
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::Invalid(EncodeError::ControlFrameTooLong));
+        }
+        if self.close_sent {
+            return Err(Error::CloseSent);
+        }
+        self.send(opcode, true, payload)
+    }
+
+    /// Answers a ping, unless our close frame is out (then no frame may follow it).
+    pub(super) fn send_control_if_open(&mut self, ping: &[u8]) -> Result<(), Error> {
+        if self.close_sent {
+            return Ok(());
+        }
+        self.send(OpCode::Pong, true, ping)
+    }
+
+    /// Sends a close frame unless one was sent; returns whether this call sent it.
+    pub(super) fn send_close(
+        &mut self,
+        code: Option<CloseCode>,
+        reason: &str,
+    ) -> Result<bool, Error> {
+        if self.close_sent {
+            return Ok(false);
+        }
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        let n = Close { code, reason }
+            .encode(&mut payload)
+            .map_err(Error::Invalid)?;
+        self.send(OpCode::Close, true, &payload[..n])?;
+        self.close_sent = true;
+        Ok(true)
+    }
+
+    pub(super) fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+}
+
+/// Masking keys from the operating system's random source (`getrandom`), fetched 64 keys at a
+/// time so a small frame does not pay a system call for its key.
+struct MaskRng {
+    pool: [u8; 256],
+    used: usize,
+}
+
+impl MaskRng {
+    fn new() -> MaskRng {
+        MaskRng {
+            pool: [0; 256],
+            used: 256,
+        }
+    }
+
+    fn next_key(&mut self) -> [u8; 4] {
+        if self.used == self.pool.len() {
+            getrandom::fill(&mut self.pool).expect("the OS random source is available");
+            self.used = 0;
+        }
+        let key = self.pool[self.used..self.used + 4]
+            .try_into()
+            .expect("4 bytes");
+        self.used += 4;
+        key
+    }
+}
+
+/// The writing half of a client connection: cloneable and usable from any thread while one
+/// thread reads from the [`Conn`](super::Conn).
+///
+/// Writes of whole messages are serialized; a streamed message ([`Writer::next_writer`]) holds
+/// the data channel until it is finished, while control frames (pings, pongs, close) may go out
+/// between its fragments, as RFC 6455 §5.4 allows.
+#[derive(Clone)]
+pub struct Writer {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("peer_addr", &self.shared.socket.peer_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    pub(super) fn new(socket: TcpStream, stream: TcpStream) -> Writer {
+        Writer {
+            shared: Arc::new(Shared {
+                socket,
+                out: Mutex::new(Out::new(stream)),
+                out_free: Condvar::new(),
+                peer: Mutex::new(PeerState::default()),
+                peer_changed: Condvar::new(),
+            }),
+        }
+    }
+
+    /// Sends a text message.
+    pub fn write_text(&self, text: &str) -> Result<(), Error> {
+        self.send_data(DataKind::Text, text.as_bytes())
+    }
+
+    /// Sends a binary message.
+    pub fn write_binary(&self, data: &[u8]) -> Result<(), Error> {
+        self.send_data(DataKind::Binary, data)
+    }
+
+    /// Sends a message of `kind` as one frame. Text must be valid UTF-8 (checked).
+    pub fn write(&self, kind: DataKind, data: &[u8]) -> Result<(), Error> {
+        if kind == DataKind::Text && std::str::from_utf8(data).is_err() {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "text messages must be UTF-8",
+            )));
+        }
+        self.send_data(kind, data)
+    }
+
+    fn send_data(&self, kind: DataKind, data: &[u8]) -> Result<(), Error> {
+        let mut out = self.data_channel()?;
+        if out.close_sent {
+            return Err(Error::CloseSent);
+        }
+        out.send(opcode(kind), true, data)
+    }
+
+    /// Opens a streamed message of `kind` sent in fragments of `DEFAULT_FRAGMENT` (16 KiB);
+    /// see [`Writer::next_writer_with`].
+    pub fn next_writer(&self, kind: DataKind) -> Result<MessageWriter, Error> {
+        self.next_writer_with(kind, DEFAULT_FRAGMENT)
+    }
+
+    /// Opens a streamed message (Go's `NextWriter`): everything written to the returned
+    /// [`MessageWriter`] goes out as one message, a fragment each time `fragment` bytes are
+    /// buffered, the last when it is finished or dropped. Until then other data messages from
+    /// other threads wait; this thread gets [`Error::MessageInProgress`].
+    ///
+    /// Text written in pieces is sent as it comes; the peer checks it is UTF-8 as a whole.
+    pub fn next_writer_with(
+        &self,
+        kind: DataKind,
+        fragment: usize,
+    ) -> Result<MessageWriter, Error> {
+        let mut out = self.data_channel()?;
+        if out.close_sent {
+            return Err(Error::CloseSent);
+        }
+        out.streaming = Some(std::thread::current().id());
+        drop(out);
+        Ok(MessageWriter {
+            shared: self.shared.clone(),
+            kind,
+            buf: Vec::with_capacity(fragment.clamp(1, 1 << 20)),
+            fragment: fragment.max(1),
+            started: false,
+            done: false,
+        })
+    }
+
+    /// Waits until no other thread's streamed message is open, then holds the sending side.
+    fn data_channel(&self) -> Result<MutexGuard<'_, Out>, Error> {
+        let me = std::thread::current().id();
+        let mut out = lock(&self.shared.out);
+        loop {
+            match out.streaming {
+                None => return Ok(out),
+                Some(t) if t == me => return Err(Error::MessageInProgress),
+                Some(_) => out = wait(&self.shared.out_free, out),
+            }
+        }
+    }
+
+    /// Sends a ping and waits for its pong, returning the round-trip time. Another thread must
+    /// be reading from the [`Conn`](super::Conn) (or [`Conn::close_read`](super::Conn) be
+    /// running): the reader is what sees the pong.
+    pub fn ping(&self, timeout: Duration) -> Result<Duration, Error> {
+        let start = Instant::now();
+        let seq = {
+            let mut out = lock(&self.shared.out);
+            out.pings_sent += 1;
+            let seq = out.pings_sent;
+            out.send_control(OpCode::Ping, &seq.to_be_bytes())?;
+            seq
+        };
+        let deadline = start + timeout;
+        let mut peer = lock(&self.shared.peer);
+        loop {
+            if peer.pong_seen >= seq {
+                return Ok(start.elapsed());
+            }
+            if let Some(c) = &peer.closed {
+                return Err(Error::Closed(c.clone()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout("ping"));
+            }
+            peer = self
+                .shared
+                .peer_changed
+                .wait_timeout(peer, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Sends a ping with `payload` (≤125 bytes) and does not wait.
+    pub fn send_ping(&self, payload: &[u8]) -> Result<(), Error> {
+        lock(&self.shared.out).send_control(OpCode::Ping, payload)
+    }
+
+    /// Sends an unsolicited pong with `payload` (≤125 bytes), e.g. as a heartbeat.
+    pub fn send_pong(&self, payload: &[u8]) -> Result<(), Error> {
+        lock(&self.shared.out).send_control(OpCode::Pong, payload)
+    }
+
+    /// Starts the close handshake with `code` and `reason` (≤123 bytes) and waits up to 5 s for
+    /// the peer's close frame, which the thread reading the [`Conn`](super::Conn) receives;
+    /// then the socket is shut down. Use [`Conn::close`](super::Conn::close) when no other
+    /// thread reads.
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        lock(&self.shared.out).send_close(Some(code), reason)?;
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let mut peer = lock(&self.shared.peer);
+        while peer.closed.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                drop(peer);
+                self.close_now();
+                return Err(Error::Timeout("close handshake"));
+            }
+            peer = self
+                .shared
+                .peer_changed
+                .wait_timeout(peer, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        // The reading thread saw the end; it waits for the server to drop the connection first
+        // (§7.1.1) and shuts the socket down.
+        if peer.close_received {
+            Ok(())
+        } else {
+            Err(Error::Closed(CloseError::abnormal(
+                "dropped during the close handshake",
+            )))
+        }
+    }
+
+    /// Shuts the connection down at once, without a close handshake (Go's `CloseNow`). A thread
+    /// blocked reading returns.
+    pub fn close_now(&self) {
+        let _ = self.shared.socket.shutdown(Shutdown::Both);
+    }
+
+    /// Sets the deadline for writes (`None`: no deadline). A write that passes it fails with
+    /// [`io::ErrorKind::TimedOut`], and the connection can then no longer be written to.
+    pub fn set_write_deadline(&self, deadline: Option<Instant>) {
+        lock(&self.shared.out).deadline = deadline;
+    }
+
+    /// Waits up to `timeout` for the connection to end; returns how it ended.
+    pub fn wait_closed(&self, timeout: Duration) -> Option<CloseError> {
+        let deadline = Instant::now() + timeout;
+        let mut peer = lock(&self.shared.peer);
+        loop {
+            if let Some(c) = &peer.closed {
+                return Some(c.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            peer = self
+                .shared
+                .peer_changed
+                .wait_timeout(peer, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A message being written in fragments (Go's `NextWriter`); see [`Writer::next_writer_with`].
+///
+/// Call [`MessageWriter::finish`] to send the final fragment and see its result; dropping the
+/// writer finishes it too, ignoring errors.
+pub struct MessageWriter {
+    shared: Arc<Shared>,
+    kind: DataKind,
+    buf: Vec<u8>,
+    fragment: usize,
+    /// The first fragment (with the message's opcode) is out.
+    started: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for MessageWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageWriter")
+            .field("kind", &self.kind)
+            .field("buffered", &self.buf.len())
+            .field("fragment", &self.fragment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageWriter {
+    /// Sends what is buffered as the final fragment and releases the data channel.
+    pub fn finish(mut self) -> Result<(), Error> {
+        self.finish_inner()
+    }
+
+    fn finish_inner(&mut self) -> Result<(), Error> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        let result = self.send_fragment(true);
+        lock(&self.shared.out).streaming = None;
+        self.shared.out_free.notify_all();
+        result
+    }
+
+    fn send_fragment(&mut self, fin: bool) -> Result<(), Error> {
+        let op = if self.started {
+            OpCode::Continuation
+        } else {
+            opcode(self.kind)
+        };
+        let mut out = lock(&self.shared.out);
+        if out.close_sent {
+            return Err(Error::CloseSent);
+        }
+        out.send(op, fin, &self.buf)?;
+        self.started = true;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl Write for MessageWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.done {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "message finished",
+            ));
+        }
+        let n = data.len().min(self.fragment - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == self.fragment {
+            self.send_fragment(false)?;
+        }
+        Ok(n)
+    }
+
+    /// Sends what is buffered as a (non-final) fragment.
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() && !self.done {
+            self.send_fragment(false)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MessageWriter {
+    fn drop(&mut self) {
+        let _ = self.finish_inner();
+    }
+}
+
+fn opcode(kind: DataKind) -> OpCode {
+    match kind {
+        DataKind::Text => OpCode::Text,
+        DataKind::Binary => OpCode::Binary,
+    }
+}
+
+/// Locks, ignoring poisoning: a panic elsewhere leaves the state consistent (every update is a
+/// single assignment), and the connection must still be closable.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn wait<'a, T>(c: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    c.wait(g).unwrap_or_else(|e| e.into_inner())
+}

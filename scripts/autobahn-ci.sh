@@ -5,7 +5,8 @@
 #   scripts/autobahn-ci.sh [--write]     check (or, with --write, record) every target below
 #
 # Targets: the io_uring server (`sockeye serve`, echo mode) and the codec-only echo example
-# (codec/examples/echo_server.rs). The chroot is built by
+# (codec/examples/echo_server.rs) under fuzzingclient, and the blocking client
+# (server/examples/autobahn_client.rs) under fuzzingserver. The chroot is built by
 # scripts/autobahn.sh on first use (about a minute; cached in /tmp/py2root and
 # /var/cache/autobahn-py2). Needs root (debootstrap, chroot).
 set -euo pipefail
@@ -15,7 +16,7 @@ PORT=${AUTOBAHN_PORT:-9101}
 REPORTS=${AUTOBAHN_REPORTS:-target/autobahn}
 
 cargo build --release -p sockeye-codec --example echo_server
-cargo build --release -p sockeye-server --bin sockeye
+cargo build --release -p sockeye-server --bin sockeye --example autobahn_client
 bash scripts/autobahn.sh setup
 
 run_target() {   # run_target NAME CMD...
@@ -40,4 +41,13 @@ run_target() {   # run_target NAME CMD...
 rc=0
 run_target sockeye-echo ./target/release/sockeye serve --bind "127.0.0.1:$PORT" --stats-interval 0 || rc=1
 run_target echo-example ./target/release/examples/echo_server "127.0.0.1:$PORT" || rc=1
+
+# The client: fuzzingserver on $PORT, the driver runs every case against it.
+out="$REPORTS/sockeye-client"
+crc=0
+bash scripts/autobahn.sh client "$PORT" "$out" -- \
+  ./target/release/examples/autobahn_client "ws://127.0.0.1:$PORT" || crc=$?
+python3 scripts/autobahn_compare.py "$out/index.json" sockeye-client \
+  autobahn/sockeye-client.expected.json $WRITE || crc=1
+[ "$crc" = 0 ] || rc=1
 exit "$rc"

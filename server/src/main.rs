@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! sockeye serve [--bind 127.0.0.1:9001] [--mode echo|broadcast] [--workers N] ...
+//! sockeye connect ws://127.0.0.1:9001/ [--binary] [--subprotocol P] [--header 'Name: value']
 //! ```
 
 use std::net::SocketAddr;
@@ -26,6 +27,37 @@ struct Cli {
 enum Command {
     /// Run the WebSocket server.
     Serve(ServeArgs),
+    /// Connect to a WebSocket server: stdin lines go out as messages, received messages are
+    /// printed (text as lines, binary as raw bytes). At the end of stdin the connection is
+    /// closed normally; the exit status is 0 for a normal close.
+    Connect(ConnectArgs),
+}
+
+#[derive(clap::Args)]
+struct ConnectArgs {
+    /// The server's URL (ws:// or http://).
+    url: String,
+    /// Send each line as a binary message instead of text.
+    #[arg(long)]
+    binary: bool,
+    /// Offer this subprotocol (repeatable, in order of preference).
+    #[arg(long = "subprotocol", value_name = "NAME")]
+    subprotocol: Vec<String>,
+    /// Add a request header, as `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "HEADER")]
+    header: Vec<String>,
+    /// Send this Origin header.
+    #[arg(long)]
+    origin: Option<String>,
+    /// Time allowed to connect and to complete the handshake (each).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    timeout: Duration,
+    /// Largest message accepted (bytes; KiB/MiB suffixes allowed).
+    #[arg(long, value_parser = parse_size, default_value = "16MiB")]
+    max_message: u64,
+    /// Print the subprotocol and close details on stderr.
+    #[arg(long, short = 'v')]
+    verbose: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -140,6 +172,93 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Connect(args) => connect(args),
+    }
+}
+
+fn connect(args: ConnectArgs) -> ExitCode {
+    use sockeye_server::client::{self, DialOptions, Message};
+    use std::io::{BufRead, Write};
+
+    let mut options = DialOptions::new()
+        .connect_timeout(args.timeout)
+        .handshake_timeout(args.timeout)
+        .read_limit(Some(args.max_message));
+    for p in &args.subprotocol {
+        options = options.protocol(p);
+    }
+    for h in &args.header {
+        let Some((name, value)) = h.split_once(':') else {
+            eprintln!("sockeye: --header {h:?}: expected `Name: value`");
+            return ExitCode::from(2);
+        };
+        options = options.header(name.trim(), value.trim());
+    }
+    if let Some(o) = &args.origin {
+        options = options.origin(o);
+    }
+    let mut conn = match client::dial(&args.url, &options) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sockeye: {}: {e}", args.url);
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.verbose {
+        eprintln!(
+            "sockeye: connected to {} (subprotocol: {})",
+            conn.peer_addr(),
+            conn.subprotocol().unwrap_or("none")
+        );
+    }
+    let writer = conn.writer().clone();
+    let binary = args.binary;
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin().lock();
+        for line in stdin.split(b'\n') {
+            let Ok(mut line) = line else { break };
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let sent = if binary {
+                writer.write_binary(&line)
+            } else {
+                match String::from_utf8(line) {
+                    Ok(text) => writer.write_text(&text),
+                    Err(_) => {
+                        eprintln!("sockeye: skipped a line that is not UTF-8 (use --binary)");
+                        continue;
+                    }
+                }
+            };
+            if sent.is_err() {
+                return; // the reading side reports how the connection ended
+            }
+        }
+        // End of input: close normally; the main thread prints what arrives until the close.
+        let _ = writer.close(sockeye_server::CloseCode::NORMAL, "");
+    });
+    let mut stdout = std::io::stdout().lock();
+    let end = loop {
+        let printed = match conn.read() {
+            Ok(Message::Text(t)) => writeln!(stdout, "{t}"),
+            Ok(Message::Binary(b)) => stdout.write_all(&b),
+            Err(e) => break e,
+        };
+        if printed.and_then(|()| stdout.flush()).is_err() {
+            conn.close_now();
+            return ExitCode::FAILURE; // stdout is gone (a closed pipe)
+        }
+    };
+    drop(stdout);
+    if end.is_normal_close() {
+        if args.verbose {
+            eprintln!("sockeye: {end}");
+        }
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("sockeye: {end}");
+        ExitCode::FAILURE
     }
 }
 

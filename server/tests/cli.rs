@@ -60,3 +60,54 @@ fn serve_then_sigterm_closes_with_1001_and_exits_0() {
         .unwrap();
     assert!(log.contains("shutting down"), "{log}");
 }
+
+fn run_connect(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn connect_prints_echoes_and_exits_with_the_close() {
+    let config = sockeye_server::Config::new("127.0.0.1:0".parse().unwrap())
+        .workers(1)
+        .subprotocol("chat");
+    let server = sockeye_server::Server::start(config, |_| sockeye_server::Echo).unwrap();
+    let url = format!("ws://{}/", server.local_addr());
+
+    let out = run_connect(&[&url], "hi\nκόσμε 𝄞\r\n\n".as_bytes());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "hi\nκόσμε 𝄞\n\n");
+
+    let out = run_connect(&["-v", "--subprotocol", "chat", &url], b"x\n");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("subprotocol: chat"), "{stderr}");
+    assert!(
+        stderr.contains("closed with 1000 (normal closure)"),
+        "{stderr}"
+    );
+
+    let out = run_connect(&["--binary", &url], b"\x00\xff\nraw");
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"\x00\xffraw");
+
+    // A header that breaks the request is refused before anything is sent.
+    let out = run_connect(&["-H", "X-Bad: a\rb", &url], b"");
+    assert_eq!(out.status.code(), Some(1));
+    server.shutdown();
+    server.join().unwrap();
+
+    // Nothing listening any more: a clear error and status 1.
+    let out = run_connect(&[&url], b"hi\n");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("refused"), "{stderr}");
+}

@@ -3,9 +3,13 @@
 //! Skipped with a message when Python or `websockets` is missing, unless
 //! `SOCKEYE_REQUIRE_INTEROP=1` (set by `.ci/run`), which makes a missing client a failure.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use sockeye_server::{Config, Echo, Server};
+use sockeye_codec::DataKind;
+use sockeye_server::client::{self, DialOptions, Message};
+use sockeye_server::{CloseCode, Config, Echo, Server};
 
 fn have_websockets() -> bool {
     Command::new("python3")
@@ -47,4 +51,78 @@ fn python_websockets_client() {
     assert!(stdout.contains("subprotocol negotiated: chat"), "{stdout}");
     server.shutdown();
     server.join().unwrap();
+}
+
+/// Our client against Python `websockets`' server.
+#[test]
+fn python_websockets_server() {
+    if !have_websockets() {
+        assert!(
+            std::env::var_os("SOCKEYE_REQUIRE_INTEROP").is_none(),
+            "python3 with `websockets` is required (pip install websockets)"
+        );
+        eprintln!("skipped: python3 -m pip install websockets to run this test");
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_server.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/", port.trim());
+
+    let options = DialOptions::new().protocol("chat").read_limit(None);
+    let mut conn = client::dial(&url, &options).unwrap();
+    assert_eq!(conn.subprotocol(), Some("chat"));
+    conn.write_text("hello κόσμε 𝄞").unwrap();
+    assert_eq!(conn.read().unwrap(), Message::Text("hello κόσμε 𝄞".into()));
+    let blob: Vec<u8> = (0..(1 << 20)).map(|i: u32| (i * 7 % 251) as u8).collect();
+    conn.write_binary(&blob).unwrap();
+    assert!(conn.read().unwrap().into_bytes() == blob);
+    // Fragmented text, split inside multi-byte characters.
+    let text = "fragmented κόσμε 𝄞 ".repeat(500);
+    let mut w = conn.next_writer_with(DataKind::Text, 333).unwrap();
+    w.write_all(text.as_bytes()).unwrap();
+    w.finish().unwrap();
+    assert_eq!(conn.read().unwrap(), Message::Text(text));
+    let writer = conn.writer().clone();
+    let pinger = std::thread::spawn(move || {
+        let rtt = writer.ping(Duration::from_secs(5));
+        writer.write_text("after ping").unwrap();
+        rtt
+    });
+    assert_eq!(conn.read().unwrap(), Message::Text("after ping".into()));
+    pinger.join().unwrap().unwrap();
+    conn.close(CloseCode::NORMAL, "bye").unwrap();
+
+    // websockets refuses a client without one of its subprotocols: a 400 whose body says why.
+    match client::dial(&url, &DialOptions::new()) {
+        Err(client::Error::Handshake {
+            status: Some(400),
+            body,
+            ..
+        }) => assert!(String::from_utf8_lossy(&body).contains("subprotocol")),
+        other => panic!("expected a 400, got {other:?}"),
+    }
+
+    // The server closes with its own code and reason.
+    let mut conn = client::dial(&url, &options).unwrap();
+    conn.write_text("close-4001").unwrap();
+    let e = conn.read().unwrap_err();
+    assert_eq!(e.close_code(), Some(CloseCode(4001)), "{e}");
+    assert!(e.to_string().contains("asked to close"), "{e}");
+
+    drop(child.stdin.take().unwrap().write_all(b""));
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert!(status.success());
 }

@@ -40,11 +40,8 @@ impl CloseError {
 
 impl fmt::Display for CloseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let code = self.status();
-        write!(f, "closed with {code}")?;
-        if let Some(name) = code.name() {
-            write!(f, " ({name})")?;
-        }
+        // CloseCode's Display names registered codes: "1000 (normal closure)".
+        write!(f, "closed with {}", self.status())?;
         if !self.reason.is_empty() {
             write!(f, ": {}", self.reason)?;
         }

@@ -80,14 +80,9 @@ fn case_count(base: &str, options: &DialOptions) -> Result<u32, Error> {
 /// Echoes every message until the connection ends (the suite's close, or our close after a
 /// protocol error, which the client sends by itself).
 fn echo(mut conn: client::Conn) {
-    loop {
-        match conn.read() {
-            Ok(msg) => {
-                if conn.write(&msg).is_err() {
-                    break;
-                }
-            }
-            Err(_) => break,
+    while let Ok(msg) = conn.read() {
+        if conn.write(&msg).is_err() {
+            break;
         }
     }
 }

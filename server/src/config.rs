@@ -29,6 +29,7 @@ pub enum SlowPolicy {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) bind: SocketAddr,
+    pub(crate) listen: bool,
     pub(crate) workers: usize,
     pub(crate) max_message: u64,
     pub(crate) max_request: usize,
@@ -52,6 +53,7 @@ impl Config {
     pub fn new(bind: SocketAddr) -> Config {
         Config {
             bind,
+            listen: true,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             max_message: sockeye_codec::DEFAULT_MAX_MESSAGE,
             max_request: 8 << 10,
@@ -67,6 +69,13 @@ impl Config {
             recv_buffer_size: 64 << 10,
             stats_interval: None,
         }
+    }
+
+    /// Whether the workers listen on the bind address (default true). Without a listener they
+    /// run outbound connections only ([`Server::connect`](crate::Server::connect)).
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
+        self
     }
 
     /// Number of worker threads, each with its own ring and listener (at least 1).

@@ -37,6 +37,19 @@ pub struct OwnedMessage {
 }
 
 impl OwnedMessage {
+    /// A binary message owning `data` (sent with [`WebSocket::send_owned`] without a copy).
+    pub fn binary(data: Vec<u8>) -> Self {
+        OwnedMessage { text: false, data }
+    }
+
+    /// A text message owning `text`.
+    pub fn text(text: String) -> Self {
+        OwnedMessage {
+            text: true,
+            data: text.into_bytes(),
+        }
+    }
+
     /// Whether it is a text message (then the bytes are valid UTF-8).
     pub fn is_text(&self) -> bool {
         self.text
@@ -133,6 +146,12 @@ pub trait Handler: 'static {
     fn on_drain(&mut self, ws: &mut WebSocket<'_>) {
         let _ = ws;
     }
+
+    /// An outbound connection ([`Connect`](crate::Connect)) failed before it opened: the TCP
+    /// connect, a refused or invalid handshake, or the handshake timeout.
+    fn on_connect_error(&mut self, token: u64, error: std::io::Error) {
+        let _ = (token, error);
+    }
 }
 
 /// A message framed once, to send to many connections without copying (broadcast).
@@ -196,6 +215,12 @@ impl WebSocket<'_> {
     /// [`Poster`](crate::Poster) to reach the connection from another thread.
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    /// The token of an outbound connection ([`Connect::token`](crate::Connect::token));
+    /// `None` for an accepted one.
+    pub fn token(&self) -> Option<u64> {
+        self.conn.client.as_ref().map(|c| c.token)
     }
 
     /// Queues a text message.

@@ -24,6 +24,8 @@ pub(crate) enum Inbox {
     Broadcast(Bytes),
     /// A closure to run with a connection, if it is still open.
     Task(ConnId, Task),
+    /// An outbound connection to open.
+    Connect(Box<crate::Connect>),
 }
 
 struct Mailbox {
@@ -165,5 +167,14 @@ impl Poster {
         self.hub
             .send(id.worker(), Inbox::Task(id, Box::new(f)))
             .is_ok()
+    }
+
+    /// Opens an outbound connection on worker `token % workers`; see
+    /// [`Connect`](crate::Connect). Fails only if that worker's mailbox is full.
+    pub fn connect(&self, c: crate::Connect) -> std::io::Result<()> {
+        let w = (c.token % self.hub.workers() as u64) as usize;
+        self.hub
+            .send(w, Inbox::Connect(Box::new(c)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::WouldBlock, "mailbox full"))
     }
 }

@@ -28,9 +28,11 @@
 
 pub mod client;
 mod config;
+mod connect;
 mod handler;
 mod handlers;
 mod hub;
+mod masks;
 mod ring;
 mod timer;
 mod worker;
@@ -42,6 +44,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use config::{Config, SlowPolicy};
+pub use connect::Connect;
 pub use handler::{Chunk, Handler, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket};
 pub use handlers::{Broadcast, Echo};
 pub use hub::{Poster, WorkerStats};
@@ -78,11 +81,19 @@ impl Server {
             tracing::warn!(error = %e, "could not raise the descriptor limit");
         }
         let config = Arc::new(config);
-        let listeners = bind(config.bind, config.workers)?;
-        let addr = socket2::SockRef::from(&listeners[0])
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::other("listener has no IP address"))?;
+        let (listeners, addr) = if config.listen {
+            let listeners = bind(config.bind, config.workers)?;
+            let addr = socket2::SockRef::from(&listeners[0])
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| io::Error::other("listener has no IP address"))?;
+            (listeners.into_iter().map(Some).collect(), addr)
+        } else {
+            (
+                (0..config.workers).map(|_| None).collect::<Vec<_>>(),
+                config.bind,
+            )
+        };
         let wakes = (0..config.workers)
             .map(|_| ring::eventfd())
             .collect::<io::Result<Vec<_>>>()?;
@@ -149,9 +160,16 @@ impl Server {
         Ok(server)
     }
 
-    /// The address the server listens on (with the actual port when bound to port 0).
+    /// The address the server listens on (with the actual port when bound to port 0); the
+    /// configured bind address when it does not listen.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Opens an outbound connection on worker `token % workers`; see [`Connect`]. Fails only
+    /// if that worker's mailbox is full.
+    pub fn connect(&self, c: Connect) -> io::Result<()> {
+        self.poster().connect(c)
     }
 
     /// A handle to reach connections from other threads.

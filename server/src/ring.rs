@@ -39,6 +39,8 @@ pub(crate) struct Ring {
     ring: IoUring,
     timespec: Box<types::Timespec>,
     eventfd_buf: Box<[u8; 8]>,
+    /// Addresses of connects in flight, by user data, kept until their completion.
+    connecting: std::collections::HashMap<u64, Box<socket2::SockAddr>>,
     /// The setup flags the kernel accepted, for the log.
     pub(crate) mode: &'static str,
 }
@@ -70,6 +72,7 @@ impl Ring {
                         ring,
                         timespec: Box::new(types::Timespec::new()),
                         eventfd_buf: Box::new([0; 8]),
+                        connecting: std::collections::HashMap::new(),
                         mode,
                     });
                 }
@@ -186,13 +189,38 @@ impl Ring {
         }
     }
 
+    /// Submits a `connect` of `fd` to `addr`; the ring keeps the address until the completion
+    /// with `user_data` is drained.
+    pub(crate) fn connect(
+        &mut self,
+        fd: RawFd,
+        addr: socket2::SockAddr,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let addr = Box::new(addr);
+        let e = opcode::Connect::new(types::Fd(fd), addr.as_ptr().cast(), addr.len())
+            .build()
+            .user_data(user_data);
+        // SAFETY: the address is boxed (it does not move) and kept in `connecting` until the
+        // completion arrives; the ring is dropped before `connecting` (field order).
+        unsafe { self.push(&e)? };
+        self.connecting.insert(user_data, addr);
+        Ok(())
+    }
+
     /// Drains the completion queue into `out` as (user_data, result, flags).
     pub(crate) fn completions(&mut self, out: &mut Vec<(u64, i32, u32)>) {
+        let start = out.len();
         out.extend(
             self.ring
                 .completion()
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
+        if !self.connecting.is_empty() {
+            for (ud, _, _) in &out[start..] {
+                self.connecting.remove(ud);
+            }
+        }
     }
 
     /// Registers `buf_ring` with this ring.

@@ -9,14 +9,20 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request};
-use sockeye_codec::{Close, CloseCode, DataKind, Decoder, Event, OpCode, Role, Status};
+use sockeye_codec::handshake::{
+    self, ClientRequest, EMPTY_HEADER, HandshakeError, Request, Response,
+};
+use sockeye_codec::{
+    Close, CloseCode, DataKind, Decoder, EncodeError, Event, Header, OpCode, Role, Status,
+    apply_mask,
+};
 
 use crate::config::{Config, SlowPolicy};
 use crate::handler::{
     Chunk, Handler, Message, OwnedMessage, SendStatus, WebSocket, put_frame, put_header,
 };
 use crate::hub::{Hub, Inbox, WorkerStats};
+use crate::masks::MaskKeys;
 use crate::ring::{self, BufRing, RecvBuf, Ring, SendQueue};
 use crate::timer::{TimerKind, Wheel};
 
@@ -30,6 +36,7 @@ const OP_SEND: u64 = 3;
 const OP_TICK: u64 = 4;
 const OP_WAKE: u64 = 5;
 const OP_CANCEL: u64 = 6;
+const OP_CONNECT: u64 = 7;
 
 /// Epochs are 24 bits: with the 8-bit operation and the 32-bit slot they fill a completion's
 /// 64-bit user data. A slot would have to be reused 16.7 million times while a stale timer entry
@@ -59,7 +66,9 @@ impl ConnId {
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Reading the upgrade request.
+    /// (Outbound) the TCP connect is in flight.
+    Connecting,
+    /// Reading the upgrade request (or, outbound, the response to ours).
     Handshake,
     /// Exchanging messages.
     Open,
@@ -109,6 +118,20 @@ impl Output {
     }
 }
 
+/// What an outbound (client-role) connection needs beyond an accepted one.
+pub(crate) struct ClientSide {
+    pub(crate) token: u64,
+    /// The subprotocol the server chose.
+    protocol: Option<String>,
+    /// Until the handshake completes: our key and the subprotocols offered.
+    key: [u8; 24],
+    offered: Vec<String>,
+    /// The handshake completed (`on_open` was called).
+    opened: bool,
+    /// Why the connection failed before it opened.
+    error: Option<String>,
+}
+
 /// Per-connection state. Kept small: an idle open connection holds only this struct (no
 /// buffers); `input` and `output` exist only while in use.
 pub(crate) struct Conn {
@@ -125,6 +148,8 @@ pub(crate) struct Conn {
     close_after_send: bool,
     /// The handler saw `on_open` and has not seen `on_close` yet.
     live: bool,
+    /// (Outbound) the connect request is in flight.
+    connect_armed: bool,
     /// Index + 1 into the configured subprotocols (0: none).
     proto: u8,
     /// Position in the worker's subscriber list + 1 (0: not subscribed).
@@ -136,6 +161,8 @@ pub(crate) struct Conn {
     decoder: Decoder,
     input: Option<Box<Input>>,
     output: Option<Box<Output>>,
+    /// Present on outbound connections only (they mask what they send).
+    pub(crate) client: Option<Box<ClientSide>>,
 }
 
 impl Conn {
@@ -153,6 +180,10 @@ impl Conn {
 
     pub(crate) fn buffered_amount(&self) -> usize {
         self.output.as_ref().map_or(0, |o| o.queued())
+    }
+
+    fn mask(&self, io: &mut Io) -> Option<[u8; 4]> {
+        self.client.as_ref().map(|_| io.masks.next_key())
     }
 
     fn reading(&self) -> bool {
@@ -184,6 +215,8 @@ pub(crate) struct Io {
     subscribers: Vec<ConnId>,
     idle_ticks: u32,
     close_ticks: u32,
+    /// Masking keys for outbound connections.
+    masks: MaskKeys,
 }
 
 fn ticks(d: Duration) -> u32 {
@@ -231,13 +264,24 @@ impl Io {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
-        put_frame(&mut conn.output().staged, op, payload);
+        match conn.mask(self) {
+            None => put_frame(&mut conn.output().staged, op, payload),
+            Some(key) => put_masked_frame(&mut conn.output().staged, op, payload, key),
+        }
         self.after_queue(id, conn)
     }
 
     pub(crate) fn send_shared(&mut self, id: ConnId, conn: &mut Conn, frame: Bytes) -> SendStatus {
         if conn.state != State::Open {
             return SendStatus::Closed;
+        }
+        if let Some(key) = conn.mask(self) {
+            // A frame prepared for many is unmasked; a client sends its own masked copy.
+            let Ok(Status::Complete((h, hlen))) = Header::parse(&frame) else {
+                unreachable!("a prepared message holds one whole frame");
+            };
+            put_masked_frame(&mut conn.output().staged, h.opcode, &frame[hlen..], key);
+            return self.after_queue(id, conn);
         }
         conn.output().push(frame);
         self.after_queue(id, conn)
@@ -249,13 +293,21 @@ impl Io {
         id: ConnId,
         conn: &mut Conn,
         op: OpCode,
-        payload: Vec<u8>,
+        mut payload: Vec<u8>,
     ) -> SendStatus {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
+        let mask = conn.mask(self);
         let out = conn.output();
-        put_header(&mut out.staged, op, payload.len());
+        match mask {
+            None => put_header(&mut out.staged, op, payload.len()),
+            Some(key) => {
+                // Our own buffer: masked in place.
+                apply_mask(&mut payload, key, 0);
+                put_masked_header(&mut out.staged, op, payload.len(), key);
+            }
+        }
         out.push(Bytes::from(payload));
         self.after_queue(id, conn)
     }
@@ -265,8 +317,9 @@ impl Io {
         if !matches!(conn.state, State::Open | State::Handshake) {
             return;
         }
-        let mut frame = [0u8; 2 + 125];
-        let n = sockeye_codec::encode_close(&mut frame, &close, None)
+        let mut frame = [0u8; 6 + 125];
+        let mask = conn.mask(self);
+        let n = sockeye_codec::encode_close(&mut frame, &close, mask)
             .expect("validated code and reason fit a control frame");
         conn.output().staged.extend_from_slice(&frame[..n]);
         conn.state = State::Closing;
@@ -285,7 +338,10 @@ impl Io {
         let _ = socket2::SockRef::from(&conn.fd).shutdown(std::net::Shutdown::Both);
     }
 
-    pub(crate) fn subprotocol<'c>(&'c self, conn: &Conn) -> Option<&'c str> {
+    pub(crate) fn subprotocol<'c>(&'c self, conn: &'c Conn) -> Option<&'c str> {
+        if let Some(c) = &conn.client {
+            return c.protocol.as_deref();
+        }
         let i = usize::from(conn.proto).checked_sub(1)?;
         self.config.subprotocols.get(i).map(String::as_str)
     }
@@ -360,7 +416,7 @@ impl<H: Handler> Worker<H> {
         worker: usize,
         config: Arc<Config>,
         hub: Arc<Hub>,
-        listener: OwnedFd,
+        listener: Option<OwnedFd>,
         wake: OwnedFd,
         inbox: Receiver<Inbox>,
         handler: H,
@@ -394,6 +450,7 @@ impl<H: Handler> Worker<H> {
                 subscribers: Vec::new(),
                 idle_ticks,
                 close_ticks,
+                masks: MaskKeys::new(),
             },
             handler,
             slab: Slab {
@@ -402,7 +459,7 @@ impl<H: Handler> Worker<H> {
                 epochs: Vec::new(),
                 open: 0,
             },
-            listener: Some(listener),
+            listener,
             wake,
             inbox,
             bufs,
@@ -422,13 +479,10 @@ impl<H: Handler> Worker<H> {
 
     /// Runs until shutdown completes.
     pub(crate) fn run(mut self) -> io::Result<()> {
-        let lfd = self
-            .listener
-            .as_ref()
-            .map(|l| l.as_raw_fd())
-            .expect("listener at start");
-        self.io.ring.accept_multi(lfd, OP_ACCEPT << 56)?;
-        self.accept_armed = true;
+        if let Some(l) = &self.listener {
+            self.io.ring.accept_multi(l.as_raw_fd(), OP_ACCEPT << 56)?;
+            self.accept_armed = true;
+        }
         self.io.ring.tick(TICK, OP_TICK << 56)?;
         self.io
             .ring
@@ -452,6 +506,7 @@ impl<H: Handler> Worker<H> {
                     OP_ACCEPT => self.on_accept(res, flags),
                     OP_TICK => self.on_tick(flags),
                     OP_WAKE => self.on_wake(),
+                    OP_CONNECT => self.on_connect(slot, epoch, res),
                     _ => {} // cancellations: the cancelled request reports itself
                 }
             }
@@ -508,6 +563,7 @@ impl<H: Handler> Worker<H> {
                     }
                     OP_RECV => self.on_recv(slot, epoch, res, flags),
                     OP_SEND => self.on_send(slot, epoch, res),
+                    OP_CONNECT => self.on_connect(slot, epoch, res),
                     _ => {}
                 }
             }
@@ -581,6 +637,7 @@ impl<H: Handler> Worker<H> {
             ping_outstanding: false,
             close_after_send: false,
             live: false,
+            connect_armed: false,
             proto: 0,
             sub: 0,
             last_rx: now,
@@ -588,6 +645,7 @@ impl<H: Handler> Worker<H> {
             decoder: Decoder::new(Role::Server, decoder_config),
             input: None,
             output: None,
+            client: None,
         });
         let id = self.id(slot, epoch);
         let handshake_ticks = ticks(self.io.config.handshake_timeout);
@@ -676,6 +734,11 @@ impl<H: Handler> Worker<H> {
             .as_mut()
             .expect("live connection");
         match conn.state {
+            State::Handshake if conn.client.is_some() => {
+                let input = conn.input();
+                input.pending.extend_from_slice(data);
+                client_handshake(&mut self.io, &mut self.handler, id, conn);
+            }
             State::Handshake => {
                 let input = conn.input();
                 let room = self.io.config.max_request + 1
@@ -688,7 +751,7 @@ impl<H: Handler> Worker<H> {
             State::Open | State::Closing => {
                 feed(&mut self.io, &mut self.handler, id, conn, data);
             }
-            State::Refused | State::Dead => {}
+            State::Connecting | State::Refused | State::Dead => {}
         }
     }
 
@@ -738,11 +801,20 @@ impl<H: Handler> Worker<H> {
             return;
         };
         let sending = conn.output.as_ref().is_some_and(|o| o.queue.in_flight());
-        if conn.state != State::Dead || conn.recv_armed || sending {
+        if conn.state != State::Dead || conn.recv_armed || sending || conn.connect_armed {
             return;
         }
         let mut conn = self.slab.remove(id.slot).expect("present");
         self.notify_close(id.slot, &mut conn, Some(CloseCode::ABNORMAL), "");
+        if let Some(c) = conn.client.take()
+            && !c.opened
+        {
+            let why = c
+                .error
+                .unwrap_or_else(|| "the connection closed during the handshake".into());
+            self.handler
+                .on_connect_error(c.token, io::Error::other(why));
+        }
         drop(conn); // closes the socket
     }
 
@@ -783,8 +855,17 @@ impl<H: Handler> Worker<H> {
                 continue;
             };
             match (e.kind, conn.state) {
-                (TimerKind::Handshake, State::Handshake) => {
+                (TimerKind::Handshake, State::Handshake | State::Connecting) => {
                     tracing::debug!("handshake timeout");
+                    if let Some(c) = &mut conn.client {
+                        c.error = Some("the handshake timed out".into());
+                    }
+                    if conn.connect_armed {
+                        let _ = self
+                            .io
+                            .ring
+                            .cancel(id.user_data(OP_CONNECT), id.user_data(OP_CANCEL));
+                    }
                     self.io.teardown(conn);
                 }
                 (TimerKind::Close, State::Closing | State::Refused) => self.io.teardown(conn),
@@ -828,6 +909,7 @@ impl<H: Handler> Worker<H> {
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
                 Inbox::Broadcast(frame) => self.deliver(frame),
+                Inbox::Connect(c) => self.open_outbound(*c),
                 Inbox::Task(id, task) => {
                     let Some(conn) = self.slab.get(id.slot, id.epoch) else {
                         continue;
@@ -871,10 +953,114 @@ impl<H: Handler> Worker<H> {
                     self.io.start_close(id, conn, close);
                 }
                 State::Handshake => self.io.teardown(conn),
+                State::Connecting => {
+                    let _ = self
+                        .io
+                        .ring
+                        .cancel(id.user_data(OP_CONNECT), id.user_data(OP_CANCEL));
+                    self.io.teardown(conn);
+                }
                 _ => {}
             }
             self.maybe_free(id);
         }
+    }
+
+    /// Starts an outbound connection: a socket, the upgrade request staged, the connect
+    /// submitted, the handshake timer set.
+    fn open_outbound(&mut self, c: crate::Connect) {
+        if self.shutdown_deadline.is_some() {
+            let e = io::Error::other("the runtime is shutting down");
+            self.handler.on_connect_error(c.token, e);
+            return;
+        }
+        let (fd, request, key) = match outbound_socket(&mut self.io, &c) {
+            Ok(x) => x,
+            Err(e) => {
+                self.handler.on_connect_error(c.token, e);
+                return;
+            }
+        };
+        let decoder_config = sockeye_codec::Config::new()
+            .max_message(self.io.config.max_message)
+            .max_frame(self.io.config.max_message);
+        let now = self.io.timers.now();
+        let client = Box::new(ClientSide {
+            token: c.token,
+            protocol: None,
+            key,
+            offered: c.protocols,
+            opened: false,
+            error: None,
+        });
+        let (slot, epoch) = self.slab.insert(|epoch| Conn {
+            fd,
+            epoch,
+            state: State::Connecting,
+            recv_armed: false,
+            paused: false,
+            dirty: false,
+            ping_outstanding: false,
+            close_after_send: false,
+            live: false,
+            connect_armed: false,
+            proto: 0,
+            sub: 0,
+            last_rx: now,
+            need: 0,
+            decoder: Decoder::new(Role::Client, decoder_config),
+            input: None,
+            output: None,
+            client: Some(client),
+        });
+        let id = self.id(slot, epoch);
+        let conn = self.slab.get(slot, epoch).expect("just inserted");
+        conn.output().staged.extend_from_slice(&request);
+        let fd = conn.fd.as_raw_fd();
+        match self
+            .io
+            .ring
+            .connect(fd, c.addr.into(), id.user_data(OP_CONNECT))
+        {
+            Ok(()) => conn.connect_armed = true,
+            Err(e) => {
+                if let Some(cs) = &mut conn.client {
+                    cs.error = Some(format!("submitting the connect failed: {e}"));
+                }
+                self.io.teardown(conn);
+                self.maybe_free(id);
+                return;
+            }
+        }
+        let handshake_ticks = ticks(self.io.config.handshake_timeout);
+        self.io
+            .timers
+            .schedule(slot, epoch, TimerKind::Handshake, handshake_ticks);
+    }
+
+    /// The TCP connect of an outbound connection completed: send the request, start reading.
+    fn on_connect(&mut self, slot: u32, epoch: u32, res: i32) {
+        let id = self.id(slot, epoch);
+        let Some(conn) = self.slab.get(slot, epoch) else {
+            return;
+        };
+        conn.connect_armed = false;
+        if conn.state != State::Connecting {
+            self.maybe_free(id); // torn down meanwhile
+            return;
+        }
+        if res < 0 {
+            if let Some(c) = &mut conn.client {
+                let e = io::Error::from_raw_os_error(-res);
+                c.error = Some(format!("connect: {e}"));
+            }
+            self.io.teardown(conn);
+            self.maybe_free(id);
+            return;
+        }
+        conn.state = State::Handshake;
+        self.io.mark_dirty(id, conn); // the staged request
+        self.arm_recv(id);
     }
 
     /// Delivers the frames published during this turn: to other workers through their
@@ -941,6 +1127,114 @@ fn unsubscribe(io: &mut Io, slab: &mut Slab, pos: u32) {
     {
         c.sub = pos;
     }
+}
+
+/// A socket for an outbound connection, and its upgrade request with the key it carries.
+fn outbound_socket(io: &mut Io, c: &crate::Connect) -> io::Result<(OwnedFd, Vec<u8>, [u8; 24])> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(c.addr), Type::STREAM.cloexec(), None)?;
+    socket.set_tcp_nodelay(true)?;
+    if let Some(ip) = c.source {
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    let mut random = [0u8; 16];
+    for chunk in random.chunks_mut(4) {
+        chunk.copy_from_slice(&io.masks.next_key());
+    }
+    let key = handshake::client_key(random);
+    let protocols: Vec<&str> = c.protocols.iter().map(String::as_str).collect();
+    let headers: Vec<(&str, &str)> = c
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let request = ClientRequest {
+        protocols: &protocols,
+        origin: c.origin.as_deref(),
+        headers: &headers,
+        ..ClientRequest::new(&c.host, &c.path, &key)
+    };
+    let mut out = vec![0u8; 512];
+    loop {
+        match request.encode(&mut out) {
+            Ok(n) => {
+                out.truncate(n);
+                return Ok((OwnedFd::from(socket), out, key));
+            }
+            Err(EncodeError::InsufficientSize { required }) => out.resize(required, 0),
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
+        }
+    }
+}
+
+/// (Outbound) tries to complete the upgrade from the response bytes received so far.
+fn client_handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Conn) {
+    let mut input = conn.input.take().expect("handshake bytes");
+    let client = conn.client.as_mut().expect("an outbound connection");
+    let mut headers = [EMPTY_HEADER; 64];
+    let verdict = match Response::parse(&input.pending, &mut headers) {
+        Ok(Status::Partial { .. }) if input.pending.len() > io.config.max_request => {
+            Err("the response headers are too large".to_owned())
+        }
+        Ok(Status::Partial { .. }) => {
+            conn.input = Some(input);
+            return;
+        }
+        Err(e) => Err(format!("invalid handshake response: {e}")),
+        Ok(Status::Complete((resp, _))) if resp.status != 101 => {
+            Err(format!("handshake refused: HTTP {}", resp.status))
+        }
+        Ok(Status::Complete((resp, len))) => {
+            let offered: Vec<&str> = client.offered.iter().map(String::as_str).collect();
+            match resp.validate(&client.key, &offered, false) {
+                Ok(p) => Ok((p.map(str::to_owned), len)),
+                Err(e) => Err(format!("invalid handshake response: {e}")),
+            }
+        }
+    };
+    match verdict {
+        Err(why) => {
+            tracing::debug!(%why, "outbound handshake failed");
+            client.error = Some(why);
+            io.teardown(conn);
+        }
+        Ok((protocol, len)) => {
+            client.protocol = protocol;
+            client.opened = true;
+            client.offered = Vec::new();
+            conn.state = State::Open;
+            conn.live = true;
+            WorkerStats::add(&io.stats().connections, 1);
+            io.timers
+                .schedule(id.slot, id.epoch, TimerKind::Idle, io.idle_ticks);
+            handler.on_open(&mut WebSocket { id, conn, io });
+            // Frames the server sent right behind its response.
+            input.pending.drain(..len);
+            if !input.pending.is_empty() {
+                let mut rest = std::mem::take(&mut input.pending);
+                feed(io, handler, id, conn, &mut rest);
+            }
+        }
+    }
+}
+
+/// Appends a masked frame: the header with `key`, then `payload` masked in place in `out`.
+fn put_masked_frame(out: &mut BytesMut, op: OpCode, payload: &[u8], key: [u8; 4]) {
+    put_masked_header(out, op, payload.len(), key);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], key, 0);
+}
+
+/// Appends the header of a masked client frame with a `len`-byte payload.
+fn put_masked_header(out: &mut BytesMut, op: OpCode, len: usize, key: [u8; 4]) {
+    let mut header = [0u8; 14];
+    let h = Header {
+        mask: Some(key),
+        ..Header::new(op, len as u64)
+    };
+    let n = h.encode(&mut header).expect("14 bytes hold any header");
+    out.extend_from_slice(&header[..n]);
 }
 
 /// Tries to complete the upgrade from the request bytes received so far.

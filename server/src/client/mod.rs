@@ -186,18 +186,18 @@ impl DialOptions {
 }
 
 /// Where a URL points.
-struct Target {
+pub(crate) struct Target {
     /// Host name or address, without IPv6 brackets.
-    host: String,
-    port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// The `Host` header: the URL's host, and its port when one was given.
-    host_header: String,
+    pub(crate) host_header: String,
     /// The request target (path and query).
-    path: String,
+    pub(crate) path: String,
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Target, Error> {
+    pub(crate) fn parse(url: &str) -> Result<Target, Error> {
         let uri: http::Uri = url.parse().map_err(|e| Error::Url(format!("{url}: {e}")))?;
         match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("ws") || s.eq_ignore_ascii_case("http") => {}

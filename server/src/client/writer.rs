@@ -15,6 +15,7 @@ use sockeye_codec::{
 };
 
 use super::error::{CloseError, Error, deadline_error};
+use crate::masks::MaskKeys;
 
 /// How long a close handshake waits for the peer's close frame (coder/websocket's 5 s).
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,7 +54,7 @@ pub(super) struct Out {
     stream: TcpStream,
     /// Header and masked payload of the frame being sent.
     buf: Vec<u8>,
-    rng: MaskRng,
+    rng: MaskKeys,
     /// The thread whose streamed message is open (its non-final fragments are out).
     streaming: Option<ThreadId>,
     close_sent: bool,
@@ -70,7 +71,7 @@ impl Out {
         Out {
             stream,
             buf: Vec::with_capacity(MAX_HEADER_LEN + 1024),
-            rng: MaskRng::new(),
+            rng: MaskKeys::new(),
             streaming: None,
             close_sent: false,
             broken: false,
@@ -170,34 +171,6 @@ impl Out {
 
     pub(super) fn close_sent(&self) -> bool {
         self.close_sent
-    }
-}
-
-/// Masking keys from the operating system's random source (`getrandom`), fetched 64 keys at a
-/// time so a small frame does not pay a system call for its key.
-struct MaskRng {
-    pool: [u8; 256],
-    used: usize,
-}
-
-impl MaskRng {
-    fn new() -> MaskRng {
-        MaskRng {
-            pool: [0; 256],
-            used: 256,
-        }
-    }
-
-    fn next_key(&mut self) -> [u8; 4] {
-        if self.used == self.pool.len() {
-            getrandom::fill(&mut self.pool).expect("the OS random source is available");
-            self.used = 0;
-        }
-        let key = self.pool[self.used..self.used + 4]
-            .try_into()
-            .expect("4 bytes");
-        self.used += 4;
-        key
     }
 }
 

@@ -1,0 +1,114 @@
+//! Outbound connections on the event loop: the client role for high-volume use (load
+//! generation, fan-in from many upstreams), with the same [`Handler`](crate::Handler) API as
+//! accepted connections.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+use crate::client::{self, Error};
+
+/// An outbound WebSocket connection for a worker to open (client role).
+///
+/// The worker connects, sends the upgrade request with a fresh random key, validates the
+/// response with the codec, and then runs the connection through its handler like an accepted
+/// one: [`Handler::on_open`](crate::Handler::on_open), messages, close. Everything it sends is
+/// masked with a fresh key per frame. A connection that fails before it opens is reported to
+/// [`Handler::on_connect_error`](crate::Handler::on_connect_error) with its token.
+///
+/// ```no_run
+/// use sockeye_server::{Config, Connect, Handler, Message, Server, WebSocket};
+///
+/// struct Hello;
+/// impl Handler for Hello {
+///     fn on_open(&mut self, ws: &mut WebSocket<'_>) {
+///         ws.send_text("hello");
+///     }
+///     fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
+///         println!("connection {:?} got {} bytes", ws.token(), msg.as_bytes().len());
+///     }
+/// }
+///
+/// // Workers without a listener: outbound connections only.
+/// let config = Config::new("127.0.0.1:0".parse().unwrap()).listen(false);
+/// let runtime = Server::start(config, |_| Hello).unwrap();
+/// for token in 0..100 {
+///     runtime.connect(Connect::new("ws://127.0.0.1:9001/").unwrap().token(token)).unwrap();
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Connect {
+    pub(crate) addr: SocketAddr,
+    pub(crate) host: String,
+    pub(crate) path: String,
+    pub(crate) protocols: Vec<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) origin: Option<String>,
+    pub(crate) source: Option<IpAddr>,
+    pub(crate) token: u64,
+}
+
+impl Connect {
+    /// A connection to `url` (`ws://host[:port]/path`); the host is resolved now, and the first
+    /// address is used.
+    pub fn new(url: &str) -> Result<Connect, Error> {
+        let target = client::Target::parse(url)?;
+        let addr = (target.host.as_str(), target.port)
+            .to_socket_addrs()
+            .map_err(|e| Error::Url(format!("cannot resolve {}: {e}", target.host)))?
+            .next()
+            .ok_or_else(|| Error::Url(format!("{} resolved to no address", target.host)))?;
+        Ok(Connect {
+            addr,
+            host: target.host_header,
+            path: target.path,
+            protocols: Vec::new(),
+            headers: Vec::new(),
+            origin: None,
+            source: None,
+            token: 0,
+        })
+    }
+
+    /// A number the handler sees as [`WebSocket::token`](crate::WebSocket::token) and in
+    /// [`Handler::on_connect_error`](crate::Handler::on_connect_error); the connection runs on
+    /// worker `token % workers`.
+    #[must_use]
+    pub fn token(mut self, token: u64) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Offers a subprotocol (call again for more, in order of preference).
+    #[must_use]
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        self.protocols.push(protocol.to_owned());
+        self
+    }
+
+    /// Adds a request header.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sends an `Origin` header.
+    #[must_use]
+    pub fn origin(mut self, origin: &str) -> Self {
+        self.origin = Some(origin.to_owned());
+        self
+    }
+
+    /// Connects from this local address (e.g. rotating over 127.0.0.x to open more than one
+    /// port range's worth of connections to one server).
+    #[must_use]
+    pub fn source(mut self, ip: IpAddr) -> Self {
+        self.source = Some(ip);
+        self
+    }
+
+    /// The server's address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}

@@ -1,8 +1,11 @@
 //! `sockeye-load`: a WebSocket load generator for any server (sockeye or a peer).
 //!
-//! It speaks the protocol itself with pre-masked frames (masking costs it nothing per message)
-//! on a tokio current_thread runtime, so one pinned core drives more load than one server core
-//! absorbs. Every echoed byte is compared with what was sent.
+//! By default it speaks the protocol itself with pre-masked frames (masking costs it nothing per
+//! message) on a tokio current_thread runtime: the cheapest load there is, so one pinned core
+//! drives more than one server core absorbs. `echo --engine uring` drives the same load through
+//! sockeye's io_uring runtime in the client role instead (outbound connections, a fresh masking
+//! key per frame, the codec decoding the echoes): a real client, which costs more per message on
+//! large and pipelined loads (BENCHMARKS.md). Every echoed byte is compared with what was sent.
 //!
 //! ```text
 //! sockeye-load echo      --url ws://127.0.0.1:9001 -c 64 -k 16 -s 16 -d 10
@@ -61,6 +64,14 @@ struct Common {
     label: String,
 }
 
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Engine {
+    /// Pre-masked frames on a tokio current_thread runtime.
+    Tokio,
+    /// sockeye's io_uring runtime with outbound (client-role) connections.
+    Uring,
+}
+
 #[derive(Subcommand)]
 enum Mode {
     /// C connections, each with K messages in flight, echoed back and verified.
@@ -70,9 +81,13 @@ enum Mode {
         /// Messages in flight per connection.
         #[arg(short = 'k', long, default_value_t = 1)]
         in_flight: usize,
-        /// Expect the bytes back exactly as sent (a raw TCP echo: the floor measurement).
+        /// Expect the bytes back exactly as sent (a raw TCP echo: the floor measurement; uses
+        /// the tokio engine).
         #[arg(long)]
         verbatim: bool,
+        /// What drives the connections.
+        #[arg(long, value_enum, default_value = "tokio")]
+        engine: Engine,
     },
     /// C subscribers and one publisher; deliveries counted and checked for order.
     Broadcast {
@@ -100,6 +115,16 @@ enum Mode {
 fn main() {
     raise_fd_limit();
     let cli = Cli::parse();
+    if let Mode::Echo {
+        common,
+        in_flight,
+        verbatim: false,
+        engine: Engine::Uring,
+    } = &cli.mode
+    {
+        uring_echo(common.clone(), *in_flight);
+        return;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,6 +136,7 @@ fn main() {
                 common,
                 in_flight,
                 verbatim,
+                ..
             } => echo(common, in_flight, verbatim).await,
             Mode::Churn { common } => churn(common).await,
             Mode::Broadcast { common, window } => broadcast(common, window).await,
@@ -341,6 +367,165 @@ async fn echo(c: Common, k: usize, verbatim: bool) {
         msgs,
         counters.bytes.get(),
         counters.errors.get(),
+        secs,
+        server_cpu,
+        own_cpu,
+        Some(&lat),
+    );
+}
+
+/// Counters shared between the io_uring worker and the measuring thread.
+#[derive(Default)]
+struct UringCounters {
+    measuring: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+    messages: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+    opened: std::sync::atomic::AtomicU64,
+    latencies: std::sync::Mutex<Option<Vec<u32>>>,
+}
+
+/// Echo on the io_uring runtime: each connection sends K messages, waits for their K echoes
+/// (each checked), and sends the next K; the latency is that of the whole batch.
+struct UringEcho {
+    k: usize,
+    text: bool,
+    payloads: Vec<Vec<u8>>,
+    /// Per connection: echoes still expected, and when the batch left.
+    batches: Vec<(usize, Instant)>,
+    counters: std::sync::Arc<UringCounters>,
+    latencies: Vec<u32>,
+}
+
+impl UringEcho {
+    fn send_batch(&mut self, ws: &mut sockeye_server::WebSocket<'_>, i: usize) {
+        for _ in 0..self.k {
+            let p = &self.payloads[i];
+            if self.text {
+                ws.send_text(std::str::from_utf8(p).expect("ASCII payload"));
+            } else {
+                ws.send_binary(p);
+            }
+        }
+        self.batches[i] = (self.k, Instant::now());
+    }
+}
+
+impl sockeye_server::Handler for UringEcho {
+    fn on_open(&mut self, ws: &mut sockeye_server::WebSocket<'_>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counters.opened.fetch_add(1, Relaxed);
+        let i = ws.token().expect("outbound") as usize;
+        self.send_batch(ws, i);
+    }
+
+    fn on_message(
+        &mut self,
+        ws: &mut sockeye_server::WebSocket<'_>,
+        msg: sockeye_server::Message<'_>,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = ws.token().expect("outbound") as usize;
+        let c = &self.counters;
+        if msg.as_bytes() != self.payloads[i]
+            || matches!(msg, sockeye_server::Message::Text(_)) != self.text
+        {
+            c.errors.fetch_add(1, Relaxed);
+        }
+        let (left, started) = &mut self.batches[i];
+        *left -= 1;
+        if *left > 0 {
+            return;
+        }
+        if c.measuring.load(Relaxed) {
+            c.messages.fetch_add(self.k as u64, Relaxed);
+            c.bytes
+                .fetch_add((self.k * self.payloads[i].len()) as u64, Relaxed);
+            self.latencies
+                .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        }
+        if c.stop.load(Relaxed) {
+            let mut shared = c.latencies.lock().expect("not poisoned");
+            shared
+                .get_or_insert_with(Vec::new)
+                .append(&mut self.latencies);
+            return;
+        }
+        self.send_batch(ws, i);
+    }
+
+    fn on_connect_error(&mut self, token: u64, error: std::io::Error) {
+        eprintln!("connection {token}: {error}");
+        self.counters
+            .errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn uring_echo(c: Common, k: usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (addr, path) = target(&c.url);
+    let counters = std::sync::Arc::new(UringCounters::default());
+    let payloads: Vec<Vec<u8>> = (0..c.connections).map(|i| payload(c.size, i)).collect();
+    let config = sockeye_server::Config::new(addr)
+        .listen(false)
+        .workers(1)
+        .max_backpressure(64 << 20)
+        .max_message(u64::try_from(c.size).unwrap_or(u64::MAX).max(1 << 20));
+    let (shared, text, n) = (counters.clone(), c.text, c.connections);
+    let rt = sockeye_server::Server::start(config, move |_| UringEcho {
+        k,
+        text,
+        payloads: payloads.clone(),
+        batches: vec![(0, Instant::now()); n],
+        counters: shared.clone(),
+        latencies: Vec::new(),
+    })
+    .expect("io_uring runtime");
+    let url = format!("ws://{addr}{path}");
+    for i in 0..c.connections {
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i / 20000) as u8));
+        let connect = sockeye_server::Connect::new(&url)
+            .expect("url")
+            .token(i as u64)
+            .source(source);
+        while rt.connect(connect.clone()).is_err() {
+            std::thread::sleep(Duration::from_millis(1)); // the worker's mailbox is full
+        }
+    }
+    let ready = Instant::now() + Duration::from_secs(30);
+    while counters.opened.load(Relaxed) + counters.errors.load(Relaxed) < c.connections as u64 {
+        assert!(
+            Instant::now() < ready,
+            "connections did not open within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_secs_f64(c.warmup));
+    counters.measuring.store(true, Relaxed);
+    let w = Window::open(c.server_pid);
+    std::thread::sleep(Duration::from_secs_f64(c.duration));
+    counters.measuring.store(false, Relaxed);
+    let (secs, server_cpu, own_cpu) = w.close(c.server_pid);
+    counters.stop.store(true, Relaxed);
+    std::thread::sleep(Duration::from_millis(200)); // batches in flight come back
+    rt.shutdown();
+    let _ = rt.join();
+    let mut lat = counters
+        .latencies
+        .lock()
+        .expect("not poisoned")
+        .take()
+        .unwrap_or_default();
+    lat.sort_unstable();
+    report(
+        &c,
+        "echo",
+        &[("in_flight", k as f64)],
+        counters.messages.load(Relaxed),
+        counters.bytes.load(Relaxed),
+        counters.errors.load(Relaxed),
         secs,
         server_cpu,
         own_cpu,

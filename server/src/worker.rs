@@ -96,6 +96,8 @@ struct Output {
     /// Small frames being written this loop turn (one allocation for many frames).
     staged: BytesMut,
     queue: SendQueue,
+    /// Listed in `Io::drained`, to be released at the next tick if still empty.
+    release_listed: bool,
 }
 
 impl Output {
@@ -217,6 +219,9 @@ pub(crate) struct Io {
     close_ticks: u32,
     /// Masking keys for outbound connections.
     masks: MaskKeys,
+    /// Connections whose output drained; their buffers are released at the next tick unless
+    /// they were used again (a busy connection keeps and reuses its staging buffer).
+    drained: Vec<ConnId>,
 }
 
 fn ticks(d: Duration) -> u32 {
@@ -451,6 +456,7 @@ impl<H: Handler> Worker<H> {
                 idle_ticks,
                 close_ticks,
                 masks: MaskKeys::new(),
+                drained: Vec::new(),
             },
             handler,
             slab: Slab {
@@ -774,8 +780,11 @@ impl<H: Handler> Worker<H> {
         if out.queued() > 0 {
             self.io.mark_dirty(id, conn); // the rest goes out in this turn's flush
         } else {
-            if !out.queue.in_flight() {
-                conn.output = None; // idle connections hold no output memory
+            if !out.queue.in_flight() && !out.release_listed {
+                // Idle connections hold no output memory: released at the next tick, so a busy
+                // connection reuses its buffers instead of allocating them every turn.
+                out.release_listed = true;
+                self.io.drained.push(id);
             }
             if conn.close_after_send {
                 self.io.teardown(conn);
@@ -846,6 +855,17 @@ impl<H: Handler> Worker<H> {
             tracing::error!(error = %e, "re-arming the timer failed");
         }
         self.arm_accept(); // after running out of descriptors
+        for id in std::mem::take(&mut self.io.drained) {
+            if let Some(conn) = self.slab.get(id.slot, id.epoch)
+                && let Some(out) = conn.output.as_mut()
+            {
+                if out.queued() == 0 && !out.queue.in_flight() {
+                    conn.output = None;
+                } else {
+                    out.release_listed = false; // listed again when it drains
+                }
+            }
+        }
         let mut fired = Vec::new();
         self.io.timers.advance(&mut fired);
         let now = self.io.timers.now();

@@ -220,7 +220,10 @@ impl WebSocket<'_> {
     /// The token of an outbound connection ([`Connect::token`](crate::Connect::token));
     /// `None` for an accepted one.
     pub fn token(&self) -> Option<u64> {
-        self.conn.client.as_ref().map(|c| c.token)
+        if !self.conn.outbound {
+            return None;
+        }
+        self.io.client(self.id).map(|c| c.token)
     }
 
     /// Queues a text message.
@@ -279,7 +282,7 @@ impl WebSocket<'_> {
 
     /// The negotiated subprotocol, if any.
     pub fn subprotocol(&self) -> Option<&str> {
-        self.io.subprotocol(self.conn)
+        self.io.subprotocol(self.id, self.conn)
     }
 
     /// The peer's address.

@@ -98,7 +98,16 @@ struct Output {
     queue: SendQueue,
     /// Listed in `Io::drained`, to be released at the next tick if still empty.
     release_listed: bool,
+    /// A loop turn staged at least `KEEP_STAGED` bytes: worth keeping between turns.
+    busy: bool,
 }
+
+/// Staged bytes per turn from which a connection keeps its output buffers until a tick finds it
+/// idle, instead of freeing them as soon as they drain. Below it, allocating per turn is cheap
+/// (small blocks are reused at once), and freeing at once keeps a mostly idle connection small;
+/// above it, allocating and freeing a large block every turn cost page faults and heap
+/// trimming (measured: 3.3 against 2.0 µs of server CPU per 4 KiB echo).
+const KEEP_STAGED: usize = 4096;
 
 impl Output {
     fn queued(&self) -> usize {
@@ -108,6 +117,7 @@ impl Output {
     /// Moves the staged small frames into the send queue as one buffer.
     fn seal(&mut self) {
         if !self.staged.is_empty() {
+            self.busy |= self.staged.len() >= KEEP_STAGED;
             let staged = self.staged.split().freeze();
             self.queue.push(staged);
         }
@@ -152,6 +162,9 @@ pub(crate) struct Conn {
     live: bool,
     /// (Outbound) the connect request is in flight.
     connect_armed: bool,
+    /// An outbound (client-role) connection: it masks what it sends, and its `ClientSide` is
+    /// in `Io::outbound` (kept out of `Conn`, which every idle server connection pays for).
+    pub(crate) outbound: bool,
     /// Index + 1 into the configured subprotocols (0: none).
     proto: u8,
     /// Position in the worker's subscriber list + 1 (0: not subscribed).
@@ -163,8 +176,6 @@ pub(crate) struct Conn {
     decoder: Decoder,
     input: Option<Box<Input>>,
     output: Option<Box<Output>>,
-    /// Present on outbound connections only (they mask what they send).
-    pub(crate) client: Option<Box<ClientSide>>,
 }
 
 impl Conn {
@@ -185,7 +196,7 @@ impl Conn {
     }
 
     fn mask(&self, io: &mut Io) -> Option<[u8; 4]> {
-        self.client.as_ref().map(|_| io.masks.next_key())
+        self.outbound.then(|| io.masks.next_key())
     }
 
     fn reading(&self) -> bool {
@@ -219,6 +230,8 @@ pub(crate) struct Io {
     close_ticks: u32,
     /// Masking keys for outbound connections.
     masks: MaskKeys,
+    /// Outbound connections' client state, by slot.
+    outbound: Vec<Option<Box<ClientSide>>>,
     /// Connections whose output drained; their buffers are released at the next tick unless
     /// they were used again (a busy connection keeps and reuses its staging buffer).
     drained: Vec<ConnId>,
@@ -343,12 +356,21 @@ impl Io {
         let _ = socket2::SockRef::from(&conn.fd).shutdown(std::net::Shutdown::Both);
     }
 
-    pub(crate) fn subprotocol<'c>(&'c self, conn: &'c Conn) -> Option<&'c str> {
-        if let Some(c) = &conn.client {
-            return c.protocol.as_deref();
+    pub(crate) fn subprotocol(&self, id: ConnId, conn: &Conn) -> Option<&str> {
+        if conn.outbound {
+            return self.client(id)?.protocol.as_deref();
         }
         let i = usize::from(conn.proto).checked_sub(1)?;
         self.config.subprotocols.get(i).map(String::as_str)
+    }
+
+    /// The client state of outbound connection `id`.
+    pub(crate) fn client(&self, id: ConnId) -> Option<&ClientSide> {
+        self.outbound.get(id.slot as usize)?.as_deref()
+    }
+
+    fn client_mut(&mut self, id: ConnId) -> Option<&mut ClientSide> {
+        self.outbound.get_mut(id.slot as usize)?.as_deref_mut()
     }
 
     pub(crate) fn publish(&mut self, frame: Bytes) {
@@ -456,6 +478,7 @@ impl<H: Handler> Worker<H> {
                 idle_ticks,
                 close_ticks,
                 masks: MaskKeys::new(),
+                outbound: Vec::new(),
                 drained: Vec::new(),
             },
             handler,
@@ -644,6 +667,7 @@ impl<H: Handler> Worker<H> {
             close_after_send: false,
             live: false,
             connect_armed: false,
+            outbound: false,
             proto: 0,
             sub: 0,
             last_rx: now,
@@ -651,7 +675,6 @@ impl<H: Handler> Worker<H> {
             decoder: Decoder::new(Role::Server, decoder_config),
             input: None,
             output: None,
-            client: None,
         });
         let id = self.id(slot, epoch);
         let handshake_ticks = ticks(self.io.config.handshake_timeout);
@@ -740,7 +763,7 @@ impl<H: Handler> Worker<H> {
             .as_mut()
             .expect("live connection");
         match conn.state {
-            State::Handshake if conn.client.is_some() => {
+            State::Handshake if conn.outbound => {
                 let input = conn.input();
                 input.pending.extend_from_slice(data);
                 client_handshake(&mut self.io, &mut self.handler, id, conn);
@@ -780,11 +803,15 @@ impl<H: Handler> Worker<H> {
         if out.queued() > 0 {
             self.io.mark_dirty(id, conn); // the rest goes out in this turn's flush
         } else {
-            if !out.queue.in_flight() && !out.release_listed {
-                // Idle connections hold no output memory: released at the next tick, so a busy
-                // connection reuses its buffers instead of allocating them every turn.
-                out.release_listed = true;
-                self.io.drained.push(id);
+            if !out.queue.in_flight() {
+                if !out.busy {
+                    conn.output = None; // idle connections hold no output memory
+                } else if !out.release_listed {
+                    // Released at the next tick if still idle: a busy connection reuses its
+                    // buffers instead of allocating them every turn.
+                    out.release_listed = true;
+                    self.io.drained.push(id);
+                }
             }
             if conn.close_after_send {
                 self.io.teardown(conn);
@@ -815,7 +842,15 @@ impl<H: Handler> Worker<H> {
         }
         let mut conn = self.slab.remove(id.slot).expect("present");
         self.notify_close(id.slot, &mut conn, Some(CloseCode::ABNORMAL), "");
-        if let Some(c) = conn.client.take()
+        let client = match conn.outbound {
+            true => self
+                .io
+                .outbound
+                .get_mut(id.slot as usize)
+                .and_then(Option::take),
+            false => None,
+        };
+        if let Some(c) = client
             && !c.opened
         {
             let why = c
@@ -863,6 +898,7 @@ impl<H: Handler> Worker<H> {
                     conn.output = None;
                 } else {
                     out.release_listed = false; // listed again when it drains
+                    out.busy = false; // and kept only if still busy by then
                 }
             }
         }
@@ -877,7 +913,9 @@ impl<H: Handler> Worker<H> {
             match (e.kind, conn.state) {
                 (TimerKind::Handshake, State::Handshake | State::Connecting) => {
                     tracing::debug!("handshake timeout");
-                    if let Some(c) = &mut conn.client {
+                    if conn.outbound
+                        && let Some(c) = self.io.client_mut(id)
+                    {
                         c.error = Some("the handshake timed out".into());
                     }
                     if conn.connect_armed {
@@ -974,6 +1012,9 @@ impl<H: Handler> Worker<H> {
                 }
                 State::Handshake => self.io.teardown(conn),
                 State::Connecting => {
+                    if let Some(c) = self.io.client_mut(id) {
+                        c.error = Some("the runtime is shutting down".into());
+                    }
                     let _ = self
                         .io
                         .ring
@@ -1024,6 +1065,7 @@ impl<H: Handler> Worker<H> {
             close_after_send: false,
             live: false,
             connect_armed: false,
+            outbound: true,
             proto: 0,
             sub: 0,
             last_rx: now,
@@ -1031,9 +1073,12 @@ impl<H: Handler> Worker<H> {
             decoder: Decoder::new(Role::Client, decoder_config),
             input: None,
             output: None,
-            client: Some(client),
         });
         let id = self.id(slot, epoch);
+        if self.io.outbound.len() <= slot as usize {
+            self.io.outbound.resize_with(slot as usize + 1, || None);
+        }
+        self.io.outbound[slot as usize] = Some(client);
         let conn = self.slab.get(slot, epoch).expect("just inserted");
         conn.output().staged.extend_from_slice(&request);
         let fd = conn.fd.as_raw_fd();
@@ -1044,7 +1089,7 @@ impl<H: Handler> Worker<H> {
         {
             Ok(()) => conn.connect_armed = true,
             Err(e) => {
-                if let Some(cs) = &mut conn.client {
+                if let Some(cs) = self.io.client_mut(id) {
                     cs.error = Some(format!("submitting the connect failed: {e}"));
                 }
                 self.io.teardown(conn);
@@ -1070,7 +1115,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         if res < 0 {
-            if let Some(c) = &mut conn.client {
+            if let Some(c) = self.io.client_mut(id) {
                 let e = io::Error::from_raw_os_error(-res);
                 c.error = Some(format!("connect: {e}"));
             }
@@ -1190,7 +1235,14 @@ fn outbound_socket(io: &mut Io, c: &crate::Connect) -> io::Result<(OwnedFd, Vec<
 /// (Outbound) tries to complete the upgrade from the response bytes received so far.
 fn client_handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Conn) {
     let mut input = conn.input.take().expect("handshake bytes");
-    let client = conn.client.as_mut().expect("an outbound connection");
+    let Some(client) = io
+        .outbound
+        .get_mut(id.slot as usize)
+        .and_then(|c| c.as_deref_mut())
+    else {
+        io.teardown(conn); // cannot happen: outbound connections have their client state
+        return;
+    };
     let mut headers = [EMPTY_HEADER; 64];
     let verdict = match Response::parse(&input.pending, &mut headers) {
         Ok(Status::Partial { .. }) if input.pending.len() > io.config.max_request => {

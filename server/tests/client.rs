@@ -569,3 +569,37 @@ fn against_tokio_tungstenite() {
     conn.close(CloseCode::NORMAL, "done").unwrap();
     server.join().unwrap();
 }
+
+/// A ping that arrives while another thread is blocked writing a large frame must not stop the
+/// reader: the peer may itself be blocked writing to us until we read.
+#[test]
+fn reader_keeps_reading_while_a_writer_is_blocked() {
+    let (tx, rx) = mpsc::channel();
+    let addr = raw_server(move |mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // Let the client's 32 MiB write fill the socket buffers first.
+        thread::sleep(Duration::from_millis(300));
+        s.write_all(&[0x89, 0x04, b'p', b'i', b'n', b'g']).unwrap();
+        let big = vec![0x42u8; 8 << 20];
+        let mut frame = vec![0x82, 127];
+        frame.extend_from_slice(&(big.len() as u64).to_be_bytes());
+        s.write_all(&frame).unwrap();
+        s.write_all(&big).unwrap(); // blocks until the client reads
+        let (op, payload) = read_client_frame(&mut s);
+        let (op2, payload2) = read_client_frame(&mut s);
+        tx.send((op, payload.len(), op2, payload2)).unwrap();
+    });
+    let options = DialOptions::new().read_limit(Some(64 << 20));
+    let mut conn = client::dial(&url(addr), &options).unwrap();
+    let writer = conn.writer().clone();
+    let w = thread::spawn(move || writer.write_binary(&vec![7u8; 32 << 20]));
+    conn.set_read_deadline(Some(Instant::now() + Duration::from_secs(20)));
+    let msg = conn
+        .read()
+        .expect("the 8 MiB message, read while the writer is blocked");
+    assert_eq!(msg.into_bytes().len(), 8 << 20);
+    w.join().unwrap().unwrap();
+    let (op, len, op2, pong) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!((op, len), (0x82, 32 << 20));
+    assert_eq!((op2, pong.as_slice()), (0x8a, &b"ping"[..]));
+}

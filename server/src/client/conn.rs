@@ -484,7 +484,7 @@ impl Conn {
             let payload = &control[..len];
             if op == 0 {
                 // Answer unless our close is out (then no more frames may be sent).
-                let _ = lock(&self.writer.shared.out).send_control_if_open(payload);
+                self.writer.shared.answer_ping(payload);
                 if let Some(f) = &mut self.on_ping {
                     f(payload);
                 }

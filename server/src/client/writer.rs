@@ -36,6 +36,40 @@ pub(super) struct Shared {
     pub(super) peer: Mutex<PeerState>,
     /// Signalled when a pong arrives or the connection ends.
     pub(super) peer_changed: Condvar,
+    /// A pong the reader could not send because a writer held `out` (mid-frame); the writer
+    /// sends it when its frame is out. Only the latest ping needs an answer (§5.5.3).
+    pending_pong: Mutex<Option<Vec<u8>>>,
+}
+
+impl Shared {
+    /// Answers a ping from the reading thread without waiting behind a writer: a reader blocked
+    /// on a large write could not read what the peer sends meanwhile, and a peer that stops
+    /// reading while its own writes are blocked would then never let the write finish.
+    pub(super) fn answer_ping(&self, payload: &[u8]) {
+        match self.out.try_lock() {
+            Ok(mut out) => {
+                let _ = out.send_control_if_open(payload);
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                let _ = p.into_inner().send_control_if_open(payload);
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                *lock(&self.pending_pong) = Some(payload.to_vec());
+                // The writer may have released `out` before the pong was stashed.
+                if let Ok(mut out) = self.out.try_lock() {
+                    self.flush_pong(&mut out);
+                }
+            }
+        }
+    }
+
+    /// Sends the pong stashed by [`Shared::answer_ping`], if any; called with `out` held,
+    /// between frames.
+    fn flush_pong(&self, out: &mut Out) {
+        if let Some(p) = lock(&self.pending_pong).take() {
+            let _ = out.send_control_if_open(&p);
+        }
+    }
 }
 
 /// What the reader learned that writers wait for.
@@ -107,7 +141,11 @@ impl Out {
             self.buf.clear();
             self.buf.extend_from_slice(rest);
             phase = apply_mask(&mut self.buf, key, phase);
-            self.write_buf()?;
+            if let Err(e) = self.write_buf() {
+                // Even a deadline that passed before this piece leaves a frame half sent.
+                self.broken = true;
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -202,6 +240,7 @@ impl Writer {
                 out_free: Condvar::new(),
                 peer: Mutex::new(PeerState::default()),
                 peer_changed: Condvar::new(),
+                pending_pong: Mutex::new(None),
             }),
         }
     }
@@ -232,7 +271,9 @@ impl Writer {
         if out.close_sent {
             return Err(Error::CloseSent);
         }
-        out.send(opcode(kind), true, data)
+        let sent = out.send(opcode(kind), true, data);
+        self.shared.flush_pong(&mut out);
+        sent
     }
 
     /// Opens a streamed message of `kind` sent in fragments of `DEFAULT_FRAGMENT` (16 KiB);
@@ -291,6 +332,7 @@ impl Writer {
             out.pings_sent += 1;
             let seq = out.pings_sent;
             out.send_control(OpCode::Ping, &seq.to_be_bytes())?;
+            self.shared.flush_pong(&mut out);
             seq
         };
         let deadline = start + timeout;
@@ -443,7 +485,9 @@ impl MessageWriter {
         if out.close_sent {
             return Err(Error::CloseSent);
         }
-        out.send(op, fin, &self.buf)?;
+        let sent = out.send(op, fin, &self.buf);
+        self.shared.flush_pong(&mut out);
+        sent?;
         self.started = true;
         self.buf.clear();
         Ok(())

@@ -6,6 +6,8 @@
 //! ring, decoded in place; one vectored write per connection per loop turn.
 //!
 //! The application is a [`Handler`]: one instance per worker, called with a [`WebSocket`] handle.
+//! The same event loop opens outbound (client-role) connections with [`Server::connect`]; the
+//! [`client`] module is a blocking client on `std::net` in the shape of the Go libraries.
 //!
 //! ```no_run
 //! use sockeye_server::{Config, Handler, Message, Server, WebSocket};

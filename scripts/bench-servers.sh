@@ -15,7 +15,8 @@
 #     broadcast 1,000 subscribers, 64 B       churn    connect/upgrade/echo/close, 16 at a time
 #     conns     idle connections, 10,000 and 19,000 (server RSS per connection)
 #   SERVERS="sockeye tokio-tungstenite fastwebsockets raw-echo" selects servers (default: all);
-#   raw-echo is the floor: the upgrade, then bytes echoed verbatim (echo scenarios only)
+#   raw-echo is the floor: the upgrade, then bytes echoed verbatim (for broadcast: raw-fanout,
+#   bytes from the publisher forwarded verbatim to every connection)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --quick ]; then
@@ -43,6 +44,7 @@ start_server() {   # start_server NAME MODE -> sets SPID
     tokio-tungstenite) taskset -c 0 target/release/peer-server --impl tungstenite --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
     fastwebsockets) taskset -c 0 target/release/peer-server --impl fastwebsockets --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
     raw-echo) taskset -c 0 target/release/peer-server --impl raw-echo --port $PORT >/dev/null 2>&1 & ;;
+    raw-fanout) taskset -c 0 target/release/peer-server --impl raw-fanout --port $PORT >/dev/null 2>&1 & ;;
   esac
   SPID=$!
   for _ in $(seq 1 50); do
@@ -78,7 +80,11 @@ for r in $(seq 1 "$REPEATS"); do
     if want pipe16 || want echo16; then run "$name" echo echo "${raw[@]}" -c 64 -k 16 -s 16; fi
     if want echo4k; then run "$name" echo echo "${raw[@]}" -c 64 -k 4 -s 4096; fi
     if want echo1m; then run "$name" echo echo "${raw[@]}" -c 16 -k 2 -s 1048576; fi
-    [ "$name" = raw-echo ] && continue
+    if [ "$name" = raw-echo ]; then
+      # The broadcast floor: the same fan-out, bytes forwarded verbatim.
+      if want broadcast; then run raw-fanout broadcast broadcast --verbatim -c 1000 -s 64 --window 16; fi
+      continue
+    fi
     if want broadcast; then run "$name" broadcast broadcast -c 1000 -s 64 --window 16; fi
     if want churn; then run "$name" echo churn -c 16 -s 16; fi
   done

@@ -11,6 +11,9 @@ from collections import defaultdict
 rows = [json.loads(l) for l in open(sys.argv[1] if len(sys.argv) > 1 else "target/bench/servers.jsonl")]
 SERVERS = ["sockeye", "tokio-tungstenite", "fastwebsockets"]
 FLOOR = "raw-echo"  # the upgrade, then bytes echoed verbatim: the kernel's share alone
+for r in rows:
+    if r["label"] == "raw-fanout":  # the broadcast floor: bytes forwarded verbatim to all
+        r["label"] = FLOOR
 
 
 def scenario(r):
@@ -18,7 +21,7 @@ def scenario(r):
         size = r["size"]
         s = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB" if size >= 1024 else f"{size} B"
         return f"echo {r['connections']} conns × {int(r['in_flight'])} in flight × {s}"
-    if r["mode"] == "broadcast":
+    if r["mode"] in ("broadcast", "broadcast-raw"):
         return f"broadcast to {r['connections']} subscribers, {r['size']} B"
     if r["mode"] == "churn":
         return f"churn: connect, upgrade, echo, close ({r['connections']} at a time)"
@@ -31,7 +34,7 @@ for r in rows:
 
 has_floor = any(r["label"] == FLOOR for r in rows)
 print("| scenario | metric | " + " | ".join(SERVERS) + " | sockeye ÷ tokio-tungstenite | sockeye ÷ fastwebsockets |"
-      + (" raw TCP echo (floor) |" if has_floor else ""))
+      + (" raw TCP echo / fan-out (floor) |" if has_floor else ""))
 print("|---|---|" + "---|" * (len(SERVERS) + 2 + has_floor))
 for sc, by in groups.items():
     conns = sc.startswith("idle")

@@ -19,6 +19,10 @@ enum Impl {
     /// The floor: after the upgrade, bytes are echoed as they come (no WebSocket work at all),
     /// through a 512 KiB buffer. Use with `sockeye-load echo --verbatim`.
     RawEcho,
+    /// The broadcast floor: after the upgrade, bytes read from any connection are written to
+    /// every connection as they are (no WebSocket work), each subscriber's pending bytes
+    /// coalesced into one write. Use with `sockeye-load broadcast --verbatim`.
+    RawFanout,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -66,6 +70,7 @@ fn main() {
                     Impl::Tungstenite => tungstenite_conn(stream, args.mode, hub).await,
                     Impl::Fastwebsockets => fastwebsockets_conn(stream, args.mode, hub).await,
                     Impl::RawEcho => raw_echo(stream).await,
+                    Impl::RawFanout => raw_fanout(stream, hub).await,
                 }
             });
         }
@@ -77,6 +82,7 @@ fn name(i: Impl) -> &'static str {
         Impl::Tungstenite => "tokio-tungstenite",
         Impl::Fastwebsockets => "fastwebsockets",
         Impl::RawEcho => "raw TCP echo",
+        Impl::RawFanout => "raw TCP fan-out",
     }
 }
 
@@ -197,6 +203,40 @@ async fn raw_echo(mut stream: TcpStream) {
             }
         }
     }
+}
+
+async fn raw_fanout(mut stream: TcpStream, hub: Rc<Hub>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if handshake(&mut stream).await.is_none() {
+        return;
+    }
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, bytes_t::Bytes)>();
+    hub.subs.borrow_mut().push(tx);
+    let writer = tokio::task::spawn_local(async move {
+        let mut out = Vec::with_capacity(512 << 10);
+        while let Some((_, first)) = rx.recv().await {
+            out.clear();
+            out.extend_from_slice(&first);
+            while out.len() < 512 << 10 {
+                match rx.try_recv() {
+                    Ok((_, more)) => out.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if wr.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 512 << 10];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => hub.publish(false, bytes_t::Bytes::copy_from_slice(&buf[..n])),
+        }
+    }
+    writer.abort();
 }
 
 async fn fastwebsockets_conn(mut stream: TcpStream, mode: Mode, hub: Rc<Hub>) {

@@ -96,6 +96,10 @@ enum Mode {
         /// Messages the publisher sends before waiting for every subscriber to catch up.
         #[arg(long, default_value_t = 16)]
         window: usize,
+        /// Publish unmasked frames and expect them back as sent: for a raw TCP fan-out (the
+        /// broadcast floor, `peer-server --impl raw-fanout`), which forwards bytes verbatim.
+        #[arg(long)]
+        verbatim: bool,
     },
     /// C tasks that each connect, upgrade, echo one message and close, again and again.
     Churn {
@@ -139,7 +143,11 @@ fn main() {
                 ..
             } => echo(common, in_flight, verbatim).await,
             Mode::Churn { common } => churn(common).await,
-            Mode::Broadcast { common, window } => broadcast(common, window).await,
+            Mode::Broadcast {
+                common,
+                window,
+                verbatim,
+            } => broadcast(common, window, verbatim).await,
             Mode::Conns { common, hold } => conns(common, hold).await,
         }
     });
@@ -533,7 +541,7 @@ fn uring_echo(c: Common, k: usize) {
     );
 }
 
-async fn broadcast(c: Common, window: usize) {
+async fn broadcast(c: Common, window: usize, verbatim: bool) {
     let (addr, path) = target(&c.url);
     let counters = Rc::new(Counters::default());
     let progress = Rc::new(std::cell::RefCell::new(vec![0u64; c.connections]));
@@ -643,7 +651,8 @@ async fn broadcast(c: Common, window: usize) {
             seq += 1;
             let mut p = payload(c.size, 0);
             p[..8].copy_from_slice(&seq.to_le_bytes());
-            batch.extend_from_slice(&frames(c.text, &p).0);
+            let (masked, plain) = frames(c.text, &p);
+            batch.extend_from_slice(if verbatim { &plain } else { &masked });
         }
         publisher.write_all(&batch).await.expect("publisher write");
         // Wait for every subscriber to have everything but the last window.
@@ -675,7 +684,11 @@ async fn broadcast(c: Common, window: usize) {
     let deliveries = counters.messages.get();
     report(
         &c,
-        "broadcast",
+        if verbatim {
+            "broadcast-raw"
+        } else {
+            "broadcast"
+        },
         &[
             ("window", window as f64),
             ("out_of_order", out_of_order.get() as f64),

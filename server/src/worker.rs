@@ -9,12 +9,9 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use sockeye_codec::handshake::{
-    self, ClientRequest, EMPTY_HEADER, HandshakeError, Request, Response,
-};
+use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request, Response};
 use sockeye_codec::{
-    Close, CloseCode, DataKind, Decoder, EncodeError, Event, Header, OpCode, Role, Status,
-    apply_mask,
+    Close, CloseCode, DataKind, Decoder, Event, Header, OpCode, Role, Status, apply_mask,
 };
 
 use crate::config::{Config, SlowPolicy};
@@ -1207,29 +1204,17 @@ fn outbound_socket(io: &mut Io, c: &crate::Connect) -> io::Result<(OwnedFd, Vec<
         chunk.copy_from_slice(&io.masks.next_key());
     }
     let key = handshake::client_key(random);
-    let protocols: Vec<&str> = c.protocols.iter().map(String::as_str).collect();
-    let headers: Vec<(&str, &str)> = c
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let request = ClientRequest {
-        protocols: &protocols,
+    let parts = crate::client::RequestParts {
+        host: &c.host,
+        path: &c.path,
+        protocols: &c.protocols,
+        headers: &c.headers,
         origin: c.origin.as_deref(),
-        headers: &headers,
-        ..ClientRequest::new(&c.host, &c.path, &key)
     };
-    let mut out = vec![0u8; 512];
-    loop {
-        match request.encode(&mut out) {
-            Ok(n) => {
-                out.truncate(n);
-                return Ok((OwnedFd::from(socket), out, key));
-            }
-            Err(EncodeError::InsufficientSize { required }) => out.resize(required, 0),
-            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
-        }
-    }
+    let request = parts
+        .encode(&key)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    Ok((OwnedFd::from(socket), request, key))
 }
 
 /// (Outbound) tries to complete the upgrade from the response bytes received so far.

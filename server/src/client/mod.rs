@@ -300,6 +300,45 @@ fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, Error> {
     }
 }
 
+/// What an upgrade request carries besides its key (owned strings from the dial options or a
+/// [`Connect`](crate::Connect)).
+pub(crate) struct RequestParts<'a> {
+    pub(crate) host: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) protocols: &'a [String],
+    pub(crate) headers: &'a [(String, String)],
+    pub(crate) origin: Option<&'a str>,
+}
+
+impl RequestParts<'_> {
+    /// The request with `key`, encoded by the codec (which refuses header injection).
+    pub(crate) fn encode(&self, key: &[u8; 24]) -> Result<Vec<u8>, EncodeError> {
+        let protocols: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let request = ClientRequest {
+            protocols: &protocols,
+            origin: self.origin,
+            headers: &headers,
+            ..ClientRequest::new(self.host, self.path, key)
+        };
+        let mut out = vec![0u8; 512];
+        loop {
+            match request.encode(&mut out) {
+                Ok(n) => {
+                    out.truncate(n);
+                    return Ok(out);
+                }
+                Err(EncodeError::InsufficientSize { required }) => out.resize(required, 0),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 type Handshaken = (RecvBuf, Option<String>, Vec<(String, String)>);
 
 fn handshake(
@@ -311,34 +350,20 @@ fn handshake(
     let mut random = [0u8; 16];
     getrandom::fill(&mut random).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
     let key = handshake::client_key(random);
-    let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
-    let headers: Vec<(&str, &str)> = options
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let request = ClientRequest {
-        protocols: &protocols,
+    let host = options.host.as_deref().unwrap_or(&target.host_header);
+    let parts = RequestParts {
+        host,
+        path: &target.path,
+        protocols: &options.protocols,
+        headers: &options.headers,
         origin: options.origin.as_deref(),
-        headers: &headers,
-        ..ClientRequest::new(
-            options.host.as_deref().unwrap_or(&target.host_header),
-            &target.path,
-            &key,
-        )
     };
-    let mut out = vec![0u8; 512];
-    let n = loop {
-        match request.encode(&mut out) {
-            Ok(n) => break n,
-            Err(EncodeError::InsufficientSize { required }) => out.resize(required, 0),
-            Err(e) => return Err(Error::Invalid(e)),
-        }
-    };
+    let out = parts.encode(&key).map_err(Error::Invalid)?;
+    let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
     let mut stream = stream;
     stream.set_write_timeout(Some(left(deadline)?))?;
     stream
-        .write_all(&out[..n])
+        .write_all(&out)
         .map_err(|e| timeout_or(e, "handshake"))?;
 
     let mut rx = RecvBuf::new();

@@ -335,25 +335,17 @@ impl Writer {
             self.shared.flush_pong(&mut out);
             seq
         };
-        let deadline = start + timeout;
-        let mut peer = lock(&self.shared.peer);
-        loop {
+        let answered = self.wait_peer(start + timeout, |peer| {
             if peer.pong_seen >= seq {
-                return Ok(start.elapsed());
+                Some(Ok(()))
+            } else {
+                peer.closed.clone().map(|c| Err(Error::Closed(c)))
             }
-            if let Some(c) = &peer.closed {
-                return Err(Error::Closed(c.clone()));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Timeout("ping"));
-            }
-            peer = self
-                .shared
-                .peer_changed
-                .wait_timeout(peer, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        });
+        match answered {
+            Some(Ok(())) => Ok(start.elapsed()),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::Timeout("ping")),
         }
     }
 
@@ -374,29 +366,19 @@ impl Writer {
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         lock(&self.shared.out).send_close(Some(code), reason)?;
         let deadline = Instant::now() + CLOSE_TIMEOUT;
-        let mut peer = lock(&self.shared.peer);
-        while peer.closed.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                drop(peer);
-                self.close_now();
-                return Err(Error::Timeout("close handshake"));
-            }
-            peer = self
-                .shared
-                .peer_changed
-                .wait_timeout(peer, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        // The reading thread saw the end; it waits for the server to drop the connection first
-        // (§7.1.1) and shuts the socket down.
-        if peer.close_received {
-            Ok(())
-        } else {
-            Err(Error::Closed(CloseError::abnormal(
+        match self.wait_peer(deadline, |peer| {
+            peer.closed.as_ref().map(|_| peer.close_received)
+        }) {
+            // The reading thread saw the end; it waits for the server to drop the connection
+            // first (§7.1.1) and shuts the socket down.
+            Some(true) => Ok(()),
+            Some(false) => Err(Error::Closed(CloseError::abnormal(
                 "dropped during the close handshake",
-            )))
+            ))),
+            None => {
+                self.close_now();
+                Err(Error::Timeout("close handshake"))
+            }
         }
     }
 
@@ -414,11 +396,19 @@ impl Writer {
 
     /// Waits up to `timeout` for the connection to end; returns how it ended.
     pub fn wait_closed(&self, timeout: Duration) -> Option<CloseError> {
-        let deadline = Instant::now() + timeout;
+        self.wait_peer(Instant::now() + timeout, |peer| peer.closed.clone())
+    }
+
+    /// Waits until `check` returns something for what the reader learned, or `deadline`.
+    fn wait_peer<T>(
+        &self,
+        deadline: Instant,
+        mut check: impl FnMut(&PeerState) -> Option<T>,
+    ) -> Option<T> {
         let mut peer = lock(&self.shared.peer);
         loop {
-            if let Some(c) = &peer.closed {
-                return Some(c.clone());
+            if let Some(t) = check(&peer) {
+                return Some(t);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

@@ -1259,18 +1259,7 @@ fn client_handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: 
             client.protocol = protocol;
             client.opened = true;
             client.offered = Vec::new();
-            conn.state = State::Open;
-            conn.live = true;
-            WorkerStats::add(&io.stats().connections, 1);
-            io.timers
-                .schedule(id.slot, id.epoch, TimerKind::Idle, io.idle_ticks);
-            handler.on_open(&mut WebSocket { id, conn, io });
-            // Frames the server sent right behind its response.
-            input.pending.drain(..len);
-            if !input.pending.is_empty() {
-                let mut rest = std::mem::take(&mut input.pending);
-                feed(io, handler, id, conn, &mut rest);
-            }
+            open(io, handler, id, conn, &mut input.pending, len);
         }
     }
 }
@@ -1331,19 +1320,32 @@ fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Co
             conn.output().staged.extend_from_slice(&resp);
             io.mark_dirty(id, conn);
             conn.proto = proto;
-            conn.state = State::Open;
-            conn.live = true;
-            WorkerStats::add(&io.stats().connections, 1);
-            io.timers
-                .schedule(id.slot, id.epoch, TimerKind::Idle, io.idle_ticks);
-            handler.on_open(&mut WebSocket { id, conn, io });
-            // Frames the client sent right behind its request.
-            input.pending.drain(..len);
-            if !input.pending.is_empty() {
-                let mut rest = std::mem::take(&mut input.pending);
-                feed(io, handler, id, conn, &mut rest);
-            }
+            open(io, handler, id, conn, &mut input.pending, len);
         }
+    }
+}
+
+/// The upgrade completed (either role): the connection opens, the handler hears of it, and the
+/// frames the peer sent right behind its request or response (after `len` bytes of `pending`)
+/// are decoded.
+fn open<H: Handler>(
+    io: &mut Io,
+    handler: &mut H,
+    id: ConnId,
+    conn: &mut Conn,
+    pending: &mut Vec<u8>,
+    len: usize,
+) {
+    conn.state = State::Open;
+    conn.live = true;
+    WorkerStats::add(&io.stats().connections, 1);
+    io.timers
+        .schedule(id.slot, id.epoch, TimerKind::Idle, io.idle_ticks);
+    handler.on_open(&mut WebSocket { id, conn, io });
+    pending.drain(..len);
+    if !pending.is_empty() {
+        let mut rest = std::mem::take(pending);
+        feed(io, handler, id, conn, &mut rest);
     }
 }
 

@@ -176,6 +176,39 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A connection of `role` whose socket is `fd`: accepted ones start reading the upgrade
+    /// request, outbound ones (the client role) start with the TCP connect.
+    fn new(fd: OwnedFd, epoch: u32, role: Role, max_message: u64, now: u32) -> Conn {
+        let outbound = role == Role::Client;
+        let config = sockeye_codec::Config::new()
+            .max_message(max_message)
+            .max_frame(max_message);
+        Conn {
+            fd,
+            epoch,
+            state: if outbound {
+                State::Connecting
+            } else {
+                State::Handshake
+            },
+            recv_armed: false,
+            paused: false,
+            dirty: false,
+            ping_outstanding: false,
+            close_after_send: false,
+            live: false,
+            connect_armed: false,
+            outbound,
+            proto: 0,
+            sub: 0,
+            last_rx: now,
+            need: 0,
+            decoder: Decoder::new(role, config),
+            input: None,
+            output: None,
+        }
+    }
+
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
         socket2::SockRef::from(&self.fd)
             .peer_addr()?
@@ -648,31 +681,10 @@ impl<H: Handler> Worker<H> {
             return; // dropping closes it
         }
         let _ = socket2::SockRef::from(&fd).set_tcp_nodelay(true);
-        let config = &self.io.config;
-        let decoder_config = sockeye_codec::Config::new()
-            .max_message(config.max_message)
-            .max_frame(config.max_message);
-        let now = self.io.timers.now();
-        let (slot, epoch) = self.slab.insert(|epoch| Conn {
-            fd,
-            epoch,
-            state: State::Handshake,
-            recv_armed: false,
-            paused: false,
-            dirty: false,
-            ping_outstanding: false,
-            close_after_send: false,
-            live: false,
-            connect_armed: false,
-            outbound: false,
-            proto: 0,
-            sub: 0,
-            last_rx: now,
-            need: 0,
-            decoder: Decoder::new(Role::Server, decoder_config),
-            input: None,
-            output: None,
-        });
+        let (now, max) = (self.io.timers.now(), self.io.config.max_message);
+        let (slot, epoch) = self
+            .slab
+            .insert(|epoch| Conn::new(fd, epoch, Role::Server, max, now));
         let id = self.id(slot, epoch);
         let handshake_ticks = ticks(self.io.config.handshake_timeout);
         self.io
@@ -1039,10 +1051,6 @@ impl<H: Handler> Worker<H> {
                 return;
             }
         };
-        let decoder_config = sockeye_codec::Config::new()
-            .max_message(self.io.config.max_message)
-            .max_frame(self.io.config.max_message);
-        let now = self.io.timers.now();
         let client = Box::new(ClientSide {
             token: c.token,
             protocol: None,
@@ -1051,26 +1059,10 @@ impl<H: Handler> Worker<H> {
             opened: false,
             error: None,
         });
-        let (slot, epoch) = self.slab.insert(|epoch| Conn {
-            fd,
-            epoch,
-            state: State::Connecting,
-            recv_armed: false,
-            paused: false,
-            dirty: false,
-            ping_outstanding: false,
-            close_after_send: false,
-            live: false,
-            connect_armed: false,
-            outbound: true,
-            proto: 0,
-            sub: 0,
-            last_rx: now,
-            need: 0,
-            decoder: Decoder::new(Role::Client, decoder_config),
-            input: None,
-            output: None,
-        });
+        let (now, max) = (self.io.timers.now(), self.io.config.max_message);
+        let (slot, epoch) = self
+            .slab
+            .insert(|epoch| Conn::new(fd, epoch, Role::Client, max, now));
         let id = self.id(slot, epoch);
         if self.io.outbound.len() <= slot as usize {
             self.io.outbound.resize_with(slot as usize + 1, || None);

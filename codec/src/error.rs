@@ -44,13 +44,17 @@ pub enum Error {
     FrameAfterClose,
     /// A frame's payload exceeds the configured maximum frame size.
     FrameTooLarge,
-    /// A message exceeds the configured maximum message size.
+    /// A message exceeds the configured maximum message size (for a compressed message: its
+    /// decompressed size).
     MessageTooLarge,
+    /// A compressed message that is not a valid raw deflate stream, or refers back beyond the
+    /// negotiated window (RFC 7692 §7.2.2).
+    InvalidCompressedData,
 }
 
 impl Error {
     /// The close code to send in answer to this error: 1002 (protocol error), 1007 (invalid
-    /// payload data) or 1009 (message too big).
+    /// payload data: bad UTF-8 or bad compressed data) or 1009 (message too big).
     ///
     /// ```
     /// use sockeye_codec::{CloseCode, Error};
@@ -60,7 +64,7 @@ impl Error {
     #[must_use]
     pub fn close_code(self) -> CloseCode {
         match self {
-            Error::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Error::InvalidUtf8 | Error::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             Error::FrameTooLarge | Error::MessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }
@@ -87,6 +91,7 @@ impl fmt::Display for Error {
             Error::FrameAfterClose => f.write_str("frame received after the close frame"),
             Error::FrameTooLarge => f.write_str("frame exceeds the maximum frame size"),
             Error::MessageTooLarge => f.write_str("message exceeds the maximum message size"),
+            Error::InvalidCompressedData => f.write_str("invalid compressed data"),
         }
     }
 }

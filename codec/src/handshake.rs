@@ -84,6 +84,9 @@ pub enum HandshakeError {
     UnexpectedProtocol,
     /// (Client) the server answered with an extension we did not offer.
     UnexpectedExtension,
+    /// (Client) the server's `permessage-deflate` answer is malformed, repeated, or asks for
+    /// what we did not offer or cannot do (RFC 7692 §7.1).
+    InvalidExtension,
 }
 
 impl HandshakeError {
@@ -124,6 +127,9 @@ impl fmt::Display for HandshakeError {
             }
             HandshakeError::UnexpectedExtension => {
                 f.write_str("server chose an extension that was not offered")
+            }
+            HandshakeError::InvalidExtension => {
+                f.write_str("invalid or unacceptable permessage-deflate parameters")
             }
         }
     }

@@ -12,6 +12,7 @@
 //! - [`apply_mask`]: in-place masking with AVX2/SSE2/NEON kernels chosen at run time.
 //! - [`Utf8Validator`]: incremental UTF-8 validation with a ≤3-byte carry.
 //! - [`handshake`]: the HTTP upgrade for servers and clients, with origin and subprotocol policy.
+//! - `deflate` (feature): permessage-deflate negotiation and compression.
 //!
 //! ## The drive loop
 //!
@@ -52,7 +53,10 @@
 //! ## Features
 //!
 //! - `std` (default): run-time CPU detection for the masking kernels. Implies `alloc`.
-//! - `alloc`: owned helpers (permessage-deflate will need it).
+//! - `alloc`: owned helpers.
+//! - `deflate`: permessage-deflate (RFC 7692) in [`deflate`]: negotiation for both roles and
+//!   pooled compression state, on `flate2` with the pure-Rust `zlib-rs` backend. Implies
+//!   `alloc`; flate2 needs a target with `std`.
 //!
 //! Without default features the crate is `#![no_std]` and picks masking kernels from the
 //! compile-time target features. `--cfg sockeye_disable_simd` forces the scalar kernel.
@@ -68,6 +72,8 @@ extern crate alloc;
 
 mod close;
 mod decoder;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 mod encoder;
 mod error;
 mod frame;

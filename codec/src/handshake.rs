@@ -744,6 +744,15 @@ impl<'h, 'b> Response<'h, 'b> {
         find_header(self.headers, name)
     }
 
+    /// Each `Sec-WebSocket-Extensions` value (one that is not UTF-8 reads as `"\u{fffd}"`,
+    /// which names no extension), as `deflate::accept_response` takes them.
+    pub fn extensions(&self) -> impl Iterator<Item = &'b str> + '_ {
+        self.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|h| core::str::from_utf8(h.value).unwrap_or("\u{fffd}"))
+    }
+
     /// Checks the response accepts the request made with `key` offering `protocols` (§4.1): status
     /// 101, `Upgrade: websocket`, `Connection: upgrade`, the right `Sec-WebSocket-Accept`, at most
     /// one subprotocol and only one we offered. Extension headers are refused unless

@@ -11,6 +11,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use sockeye_server::Compression;
 use sockeye_server::client::{self, DialOptions, Error, Message};
 
 const AGENT: &str = "sockeye-client";
@@ -21,9 +22,11 @@ fn main() -> ExitCode {
         .or_else(|| std::env::var("AUTOBAHN_URL").ok())
         .unwrap_or_else(|| "ws://127.0.0.1:9001".into());
     let base = base.trim_end_matches('/');
-    // Section 9 sends messages up to 16 MiB; room to spare, but still a limit.
+    // Section 9 sends messages up to 16 MiB; room to spare, but still a limit. Compression is
+    // offered, so sections 12 and 13 (permessage-deflate) run too.
     let options = DialOptions::new()
         .read_limit(Some(64 << 20))
+        .compression(Compression::ContextTakeover)
         .handshake_timeout(Duration::from_secs(30));
 
     let count = match case_count(base, &options) {

@@ -3,6 +3,22 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sockeye_codec::deflate::DeflateConfig;
+
+/// permessage-deflate modes, as in coder/websocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// No compression is offered or accepted (the default).
+    #[default]
+    Disabled,
+    /// Context takeover both ways where the peer allows it: the best ratio for streams of
+    /// similar messages. Busy connections hold zlib engines; idle ones only their LZ77
+    /// history (at most 32 KiB each way), the engines going back to a per-worker pool.
+    ContextTakeover,
+    /// Each message compressed on its own, both ways: nothing is held between messages.
+    NoContextTakeover,
+}
+
 /// What to do with a broadcast subscriber whose send queue is over its bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowPolicy {
@@ -44,6 +60,8 @@ pub struct Config {
     pub(crate) recv_buffers: u16,
     pub(crate) recv_buffer_size: usize,
     pub(crate) stats_interval: Option<Duration>,
+    pub(crate) deflate: Option<DeflateConfig>,
+    pub(crate) compression_threshold: Option<usize>,
 }
 
 impl Config {
@@ -68,7 +86,44 @@ impl Config {
             recv_buffers: 128,
             recv_buffer_size: 64 << 10,
             stats_interval: None,
+            deflate: None,
+            compression_threshold: None,
         }
+    }
+
+    /// permessage-deflate mode (default disabled). Messages below the threshold
+    /// ([`Config::compression_threshold`]) go out uncompressed, and a compressed message always
+    /// leaves as one frame. Broadcasts ([`WebSocket::publish`](crate::WebSocket::publish)) are
+    /// framed once for every subscriber and so go out uncompressed.
+    pub fn compression(mut self, mode: Compression) -> Self {
+        self.deflate = match mode {
+            Compression::Disabled => None,
+            Compression::ContextTakeover => Some(DeflateConfig::new()),
+            Compression::NoContextTakeover => Some(DeflateConfig::new().no_context_takeover()),
+        };
+        self
+    }
+
+    /// Messages shorter than this are sent uncompressed (default: 128 bytes with context
+    /// takeover, 512 without). Only matters with compression on.
+    pub fn compression_threshold(mut self, bytes: usize) -> Self {
+        self.compression_threshold = Some(bytes);
+        self
+    }
+
+    /// Full control over permessage-deflate: windows, level, threshold (`None` disables it).
+    pub fn deflate(mut self, config: Option<DeflateConfig>) -> Self {
+        self.deflate = config;
+        self
+    }
+
+    /// The permessage-deflate policy in effect, threshold applied.
+    pub(crate) fn deflate_config(&self) -> Option<DeflateConfig> {
+        let d = self.deflate?;
+        Some(match self.compression_threshold {
+            Some(t) => d.threshold(t),
+            None => d,
+        })
     }
 
     /// Whether the workers listen on the bind address (default true). Without a listener they

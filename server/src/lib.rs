@@ -29,6 +29,7 @@
 //! ```
 
 pub mod client;
+mod compress;
 mod config;
 mod connect;
 mod handler;
@@ -45,12 +46,13 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use config::{Config, SlowPolicy};
+pub use config::{Compression, Config, SlowPolicy};
 pub use connect::Connect;
 pub use handler::{Chunk, Handler, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket};
 pub use handlers::{Broadcast, Echo};
 pub use hub::{Poster, WorkerStats};
 pub use sockeye_codec::CloseCode;
+pub use sockeye_codec::deflate::DeflateConfig;
 pub use worker::ConnId;
 
 use hub::Hub;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sockeye_server::{Broadcast, Config, Echo, Server, SlowPolicy};
+use sockeye_server::{Broadcast, Compression, Config, Echo, Server, SlowPolicy};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +55,9 @@ struct ConnectArgs {
     /// Largest message accepted (bytes; KiB/MiB suffixes allowed).
     #[arg(long, value_parser = parse_size, default_value = "16MiB")]
     max_message: u64,
+    /// Offer permessage-deflate: off, takeover or no-takeover.
+    #[arg(long, value_enum, default_value = "off")]
+    compression: CompressionMode,
     /// Print the subprotocol and close details on stderr.
     #[arg(long, short = 'v')]
     verbose: bool,
@@ -117,6 +120,34 @@ struct ServeArgs {
     /// Interval of the one-line summary in the log (0 turns it off).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     stats_interval: Duration,
+    /// permessage-deflate: off, takeover (context takeover where the client allows it) or
+    /// no-takeover (each message compressed on its own).
+    #[arg(long, value_enum, default_value = "off")]
+    compression: CompressionMode,
+    /// Messages shorter than this go out uncompressed (default 128 B with takeover, 512 B
+    /// without; KiB suffixes allowed).
+    #[arg(long, value_parser = parse_size)]
+    compression_threshold: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionMode {
+    /// No compression.
+    Off,
+    /// Context takeover both ways where the peer allows it.
+    Takeover,
+    /// Every message compressed on its own.
+    NoTakeover,
+}
+
+impl From<CompressionMode> for Compression {
+    fn from(m: CompressionMode) -> Self {
+        match m {
+            CompressionMode::Off => Compression::Disabled,
+            CompressionMode::Takeover => Compression::ContextTakeover,
+            CompressionMode::NoTakeover => Compression::NoContextTakeover,
+        }
+    }
 }
 
 /// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
@@ -183,7 +214,8 @@ fn connect(args: ConnectArgs) -> ExitCode {
     let mut options = DialOptions::new()
         .connect_timeout(args.timeout)
         .handshake_timeout(args.timeout)
-        .read_limit(Some(args.max_message));
+        .read_limit(Some(args.max_message))
+        .compression(args.compression.into());
     for p in &args.subprotocol {
         options = options.protocol(p);
     }
@@ -205,8 +237,13 @@ fn connect(args: ConnectArgs) -> ExitCode {
         }
     };
     if args.verbose {
+        let extensions = conn
+            .response_headers()
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map_or("none", |(_, v)| v.as_str());
         eprintln!(
-            "sockeye: connected to {} (subprotocol: {})",
+            "sockeye: connected to {} (subprotocol: {}, extensions: {extensions})",
             conn.peer_addr(),
             conn.subprotocol().unwrap_or("none")
         );
@@ -276,7 +313,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         .slow_policy(match args.slow_policy {
             Slow::Close => SlowPolicy::Close,
             Slow::Drop => SlowPolicy::Drop,
-        });
+        })
+        .compression(args.compression.into());
+    if let Some(t) = args.compression_threshold {
+        config = config.compression_threshold(usize::try_from(t).unwrap_or(usize::MAX));
+    }
     if let Some(n) = args.workers {
         config = config.workers(n);
     }

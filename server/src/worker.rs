@@ -9,11 +9,13 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use sockeye_codec::deflate::{self, Agreement};
 use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request, Response};
 use sockeye_codec::{
     Close, CloseCode, DataKind, Decoder, Event, Header, OpCode, Role, Status, apply_mask,
 };
 
+use crate::compress::{ConnDeflate, Deflater};
 use crate::config::{Config, SlowPolicy};
 use crate::handler::{
     Chunk, Handler, Message, OwnedMessage, SendStatus, WebSocket, put_frame, put_header,
@@ -84,7 +86,6 @@ struct Input {
     pending: Vec<u8>,
     /// The message being assembled from several pieces.
     message: Vec<u8>,
-    message_text: bool,
 }
 
 /// Output a connection holds only while it has something to send.
@@ -173,6 +174,8 @@ pub(crate) struct Conn {
     decoder: Decoder,
     input: Option<Box<Input>>,
     output: Option<Box<Output>>,
+    /// permessage-deflate state, if negotiated.
+    deflate: Option<Box<ConnDeflate>>,
 }
 
 impl Conn {
@@ -206,6 +209,7 @@ impl Conn {
             decoder: Decoder::new(role, config),
             input: None,
             output: None,
+            deflate: None,
         }
     }
 
@@ -265,6 +269,8 @@ pub(crate) struct Io {
     /// Connections whose output drained; their buffers are released at the next tick unless
     /// they were used again (a busy connection keeps and reuses its staging buffer).
     drained: Vec<ConnId>,
+    /// permessage-deflate engines and policy.
+    deflate: Deflater,
 }
 
 fn ticks(d: Duration) -> u32 {
@@ -312,10 +318,48 @@ impl Io {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
+        if !op.is_control()
+            && conn
+                .deflate
+                .as_ref()
+                .is_some_and(|d| d.wants(payload.len()))
+        {
+            return self.send_compressed(id, conn, op, payload);
+        }
         match conn.mask(self) {
             None => put_frame(&mut conn.output().staged, op, payload),
             Some(key) => put_masked_frame(&mut conn.output().staged, op, payload, key),
         }
+        self.after_queue(id, conn)
+    }
+
+    /// Compresses `payload` into one frame with RSV1 (RFC 7692 §6).
+    fn send_compressed(
+        &mut self,
+        id: ConnId,
+        conn: &mut Conn,
+        op: OpCode,
+        payload: &[u8],
+    ) -> SendStatus {
+        let mask = conn.mask(self);
+        let mut buf = self.deflate.take_scratch();
+        let c = conn.deflate.as_deref_mut().expect("checked by the caller");
+        self.deflate.compress(id, c, payload, &mut buf);
+        let out = &mut conn.output().staged;
+        let header = Header {
+            rsv1: true,
+            mask,
+            ..Header::new(op, buf.len() as u64)
+        };
+        let mut h = [0u8; 14];
+        let n = header.encode(&mut h).expect("14 bytes hold any header");
+        out.extend_from_slice(&h[..n]);
+        let at = out.len();
+        out.extend_from_slice(&buf);
+        if let Some(key) = mask {
+            apply_mask(&mut out[at..], key, 0);
+        }
+        self.deflate.put_scratch(buf);
         self.after_queue(id, conn)
     }
 
@@ -345,6 +389,14 @@ impl Io {
     ) -> SendStatus {
         if conn.state != State::Open {
             return SendStatus::Closed;
+        }
+        if !op.is_control()
+            && conn
+                .deflate
+                .as_ref()
+                .is_some_and(|d| d.wants(payload.len()))
+        {
+            return self.send_compressed(id, conn, op, &payload);
         }
         let mask = conn.mask(self);
         let out = conn.output();
@@ -495,6 +547,7 @@ impl<H: Handler> Worker<H> {
         tracing::debug!(worker, mode = ring.mode, "ring ready");
         let idle_ticks = ticks(config.idle_timeout);
         let close_ticks = ticks(config.close_timeout);
+        let deflate = Deflater::new(config.deflate_config());
         Ok(Worker {
             io: Io {
                 worker: worker as u16,
@@ -510,6 +563,7 @@ impl<H: Handler> Worker<H> {
                 masks: MaskKeys::new(),
                 outbound: Vec::new(),
                 drained: Vec::new(),
+                deflate,
             },
             handler,
             slab: Slab {
@@ -851,6 +905,9 @@ impl<H: Handler> Worker<H> {
         }
         let mut conn = self.slab.remove(id.slot).expect("present");
         self.notify_close(id.slot, &mut conn, Some(CloseCode::ABNORMAL), "");
+        if let Some(mut c) = conn.deflate.take() {
+            self.io.deflate.release(&mut c);
+        }
         let client = match conn.outbound {
             true => self
                 .io
@@ -909,6 +966,14 @@ impl<H: Handler> Worker<H> {
                     out.release_listed = false; // listed again when it drains
                     out.busy = false; // and kept only if still busy by then
                 }
+            }
+        }
+        // Compression engines of connections unused since the last tick go back to the pool.
+        for id in self.io.deflate.take_active() {
+            if let Some(conn) = self.slab.get(id.slot, id.epoch)
+                && let Some(c) = conn.deflate.as_deref_mut()
+            {
+                self.io.deflate.check_idle(id, c);
             }
         }
         let mut fired = Vec::new();
@@ -1196,12 +1261,14 @@ fn outbound_socket(io: &mut Io, c: &crate::Connect) -> io::Result<(OwnedFd, Vec<
         chunk.copy_from_slice(&io.masks.next_key());
     }
     let key = handshake::client_key(random);
+    let offer = io.deflate.config.map(|d| deflate::client_offer(&d));
     let parts = crate::client::RequestParts {
         host: &c.host,
         path: &c.path,
         protocols: &c.protocols,
         headers: &c.headers,
         origin: c.origin.as_deref(),
+        extensions: offer.as_deref(),
     };
     let request = parts
         .encode(&key)
@@ -1235,9 +1302,17 @@ fn client_handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: 
         }
         Ok(Status::Complete((resp, len))) => {
             let offered: Vec<&str> = client.offered.iter().map(String::as_str).collect();
-            match resp.validate(&client.key, &offered, false) {
-                Ok(p) => Ok((p.map(str::to_owned), len)),
-                Err(e) => Err(format!("invalid handshake response: {e}")),
+            let policy = io.deflate.config;
+            let agreed = match policy {
+                Some(c) => deflate::accept_response(resp.extensions(), &c),
+                None => Ok(None),
+            };
+            match (
+                resp.validate(&client.key, &offered, policy.is_some()),
+                agreed,
+            ) {
+                (Ok(p), Ok(a)) => Ok((p.map(str::to_owned), a, len)),
+                (Err(e), _) | (_, Err(e)) => Err(format!("invalid handshake response: {e}")),
             }
         }
     };
@@ -1247,10 +1322,13 @@ fn client_handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: 
             client.error = Some(why);
             io.teardown(conn);
         }
-        Ok((protocol, len)) => {
+        Ok((protocol, agreed, len)) => {
             client.protocol = protocol;
             client.opened = true;
             client.offered = Vec::new();
+            if let (Some(a), Some(config)) = (agreed, io.deflate.config) {
+                enable_deflate(conn, ConnDeflate::new(Role::Client, &a, &config));
+            }
             open(io, handler, id, conn, &mut input.pending, len);
         }
     }
@@ -1287,9 +1365,7 @@ fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Co
         Ok(Status::Partial { .. }) => None,
         Err(HandshakeError::TooManyHeaders) => Some(Err((431, "too many headers".into()))),
         Err(e) => Some(Err((e.status(), e.to_string()))),
-        Ok(Status::Complete((req, len))) => {
-            Some(accept(io, &req).map(|(resp, proto)| (resp, proto, len)))
-        }
+        Ok(Status::Complete((req, len))) => Some(accept(io, &req).map(|a| (a, len))),
     };
     let Some(outcome) = outcome else {
         conn.input = Some(input);
@@ -1308,10 +1384,13 @@ fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Co
             io.timers
                 .schedule(id.slot, id.epoch, TimerKind::Close, io.close_ticks);
         }
-        Ok((resp, proto, len)) => {
-            conn.output().staged.extend_from_slice(&resp);
+        Ok((accepted, len)) => {
+            conn.output().staged.extend_from_slice(&accepted.response);
             io.mark_dirty(id, conn);
-            conn.proto = proto;
+            conn.proto = accepted.proto;
+            if let (Some(a), Some(config)) = (accepted.deflate, io.deflate.config) {
+                enable_deflate(conn, ConnDeflate::new(Role::Server, &a, &config));
+            }
             open(io, handler, id, conn, &mut input.pending, len);
         }
     }
@@ -1341,8 +1420,23 @@ fn open<H: Handler>(
     }
 }
 
+/// Compression was negotiated: RSV1 becomes legal on the first frame of a message.
+fn enable_deflate(conn: &mut Conn, state: ConnDeflate) {
+    conn.deflate = Some(Box::new(state));
+    let config = conn.decoder.config().compression(true);
+    conn.decoder.set_config(config);
+}
+
+/// An accepted upgrade: the 101 response and what it agreed to.
+struct Accepted {
+    response: Vec<u8>,
+    /// Index + 1 of the chosen subprotocol (0: none).
+    proto: u8,
+    deflate: Option<Agreement>,
+}
+
 /// Validates the request against the policy and writes the 101 response.
-fn accept(io: &Io, req: &Request<'_, '_>) -> Result<(Vec<u8>, u8), (u16, String)> {
+fn accept(io: &Io, req: &Request<'_, '_>) -> Result<Accepted, (u16, String)> {
     let config = &io.config;
     if !config.insecure_skip_origin_check {
         let patterns: Vec<&str> = config.allowed_origins.iter().map(String::as_str).collect();
@@ -1356,12 +1450,21 @@ fn accept(io: &Io, req: &Request<'_, '_>) -> Result<(Vec<u8>, u8), (u16, String)
     let proto = chosen
         .and_then(|p| supported.iter().position(|s| *s == p))
         .map_or(0, |i| i as u8 + 1);
-    let mut resp = vec![0u8; 512];
+    let deflate = io
+        .deflate
+        .config
+        .and_then(|c| deflate::negotiate(req.extensions.iter().copied(), &c));
+    let extension = deflate.map(|a| a.to_string());
+    let mut response = vec![0u8; 512];
     let n = req
-        .accept(&mut resp, chosen, None)
+        .accept(&mut response, chosen, extension.as_deref())
         .map_err(|e| (500, e.to_string()))?;
-    resp.truncate(n);
-    Ok((resp, proto))
+    response.truncate(n);
+    Ok(Accepted {
+        response,
+        proto,
+        deflate,
+    })
 }
 
 /// Feeds received frame bytes to the decoder: first through bytes left over from the last
@@ -1418,14 +1521,7 @@ fn decode<H: Handler>(
                 return used;
             }
             Err(e) => {
-                tracing::debug!(error = %e, "protocol error");
-                // Fail the connection (RFC 6455 §7.1.7): our close, then the socket.
-                let close = Close {
-                    code: Some(e.close_code()),
-                    reason: "",
-                };
-                io.start_close(id, conn, close);
-                conn.close_after_send = true;
+                fail(io, id, conn, e);
                 return buf.len();
             }
         };
@@ -1438,7 +1534,12 @@ fn decode<H: Handler>(
                 if d.message_fin {
                     WorkerStats::add(&io.stats().messages_in, 1);
                 }
-                if handler.streaming() {
+                if d.compressed {
+                    if let Err(e) = inflate(io, handler, id, conn, d) {
+                        fail(io, id, conn, e);
+                        return buf.len();
+                    }
+                } else if handler.streaming() {
                     let chunk = Chunk {
                         text: d.kind == DataKind::Text,
                         data: d.payload,
@@ -1460,14 +1561,13 @@ fn decode<H: Handler>(
                     let input = conn.input();
                     if d.message_start {
                         input.message = Vec::new();
-                        input.message_text = d.kind == DataKind::Text;
                     }
                     input.message.reserve(d.payload.len() + rest);
                     input.message.extend_from_slice(d.payload);
                     if d.message_fin {
                         let data = std::mem::take(&mut input.message);
                         let msg = OwnedMessage {
-                            text: input.message_text,
+                            text: d.kind == DataKind::Text,
                             data,
                         };
                         handler.on_message_owned(&mut WebSocket { id, conn, io }, msg);
@@ -1515,6 +1615,82 @@ fn decode<H: Handler>(
             }
         }
     }
+}
+
+/// Fails the connection (RFC 6455 §7.1.7) for a protocol error: our close with the error's
+/// code, then the socket.
+fn fail(io: &mut Io, id: ConnId, conn: &mut Conn, e: sockeye_codec::Error) {
+    tracing::debug!(error = %e, "protocol error");
+    let close = Close {
+        code: Some(e.close_code()),
+        reason: "",
+    };
+    io.start_close(id, conn, close);
+    conn.close_after_send = true;
+}
+
+/// Delivers a piece of a compressed message: inflated into the worker's scratch buffer when
+/// the handler streams or the message arrived whole, otherwise into the connection's assembly
+/// buffer until its last piece. The limit applies to the inflated size.
+fn inflate<H: Handler>(
+    io: &mut Io,
+    handler: &mut H,
+    id: ConnId,
+    conn: &mut Conn,
+    d: sockeye_codec::Data<'_>,
+) -> Result<(), sockeye_codec::Error> {
+    let limit = conn.decoder.config().max_message_size();
+    let text = d.kind == DataKind::Text;
+    let Some(mut c) = conn.deflate.take() else {
+        return Err(sockeye_codec::Error::ReservedBits); // the decoder allows RSV1 only if negotiated
+    };
+    let streaming = handler.streaming();
+    let whole = d.message_start && d.message_fin;
+    let mut buf = if streaming || whole {
+        io.deflate.take_scratch()
+    } else {
+        let input = conn.input();
+        if d.message_start {
+            input.message = Vec::new();
+        }
+        std::mem::take(&mut input.message)
+    };
+    let r = io.deflate.inflate(
+        id,
+        &mut c,
+        d.payload,
+        d.message_start,
+        d.message_fin,
+        text,
+        &mut buf,
+        limit,
+    );
+    conn.deflate = Some(c);
+    r?;
+    if streaming {
+        let chunk = Chunk {
+            text,
+            data: &buf,
+            first: d.message_start,
+            last: d.message_fin,
+        };
+        handler.on_chunk(&mut WebSocket { id, conn, io }, chunk);
+        io.deflate.put_scratch(buf);
+    } else if whole {
+        let msg = if text {
+            Message::Text(ring::validated_str(&buf))
+        } else {
+            Message::Binary(&buf)
+        };
+        handler.on_message(&mut WebSocket { id, conn, io }, msg);
+        io.deflate.put_scratch(buf);
+    } else if d.message_fin {
+        let msg = OwnedMessage { text, data: buf };
+        handler.on_message_owned(&mut WebSocket { id, conn, io }, msg);
+    } else {
+        conn.input().message = buf;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sockeye_codec::DataKind;
 use sockeye_server::client::{self, DialOptions, Message};
-use sockeye_server::{CloseCode, Config, Echo, Server};
+use sockeye_server::{CloseCode, Compression, Config, DeflateConfig, Echo, Server};
 
 /// Whether Python `websockets` is there; without it the test is skipped (with a message), or
 /// fails under `SOCKEYE_REQUIRE_INTEROP`.
@@ -125,4 +125,107 @@ fn python_websockets_server() {
     drop(child.stdin.take());
     let status = child.wait().unwrap();
     assert!(status.success());
+}
+
+/// Python `websockets` compresses by default: every offer it can make, against our server in
+/// each compression mode.
+#[test]
+fn python_websockets_client_with_compression() {
+    if !have_websockets() {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_deflate_client.py"
+    );
+    for (mode, arg) in [
+        (Compression::ContextTakeover, "takeover"),
+        (Compression::NoContextTakeover, "no-takeover"),
+    ] {
+        let config = Config::new("127.0.0.1:0".parse().unwrap())
+            .workers(2)
+            .compression(mode);
+        let server = Server::start(config, |_| Echo).unwrap();
+        let out = Command::new("python3")
+            .arg(script)
+            .arg(format!("ws://{}/", server.local_addr()))
+            .arg(arg)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{arg}:\n{stdout}\n{stderr}");
+        assert_eq!(stdout.matches(": ok").count(), 12, "{stdout}");
+        server.shutdown();
+        server.join().unwrap();
+    }
+}
+
+/// Our client with compression against Python `websockets`' server (which compresses by
+/// default), in every mode and with small windows.
+#[test]
+fn python_websockets_server_with_compression() {
+    if !have_websockets() {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_server.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/", port.trim());
+    let text = "{\"id\": 1, \"name\": \"sockeye\", \"note\": \"κόσμε 𝄞\"} ".repeat(30);
+    let big = "lorem ipsum dolor sit amet ".repeat(80_000);
+    let configs = [
+        DeflateConfig::new(),
+        DeflateConfig::new().no_context_takeover(),
+        DeflateConfig::new()
+            .max_window_bits(9)
+            .peer_max_window_bits(9),
+        DeflateConfig::new()
+            .max_window_bits(12)
+            .peer_max_window_bits(10),
+    ];
+    for config in configs {
+        let options = DialOptions::new()
+            .protocol("chat")
+            .read_limit(Some(4 << 20))
+            .deflate(Some(config));
+        let mut conn = client::dial(&url, &options).unwrap();
+        let ext = conn
+            .response_headers()
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        assert!(ext.starts_with("permessage-deflate"), "{config:?}: {ext:?}");
+        for i in 0..20 {
+            let msg = format!("{text}{i}");
+            conn.write_text(&msg).unwrap();
+            assert_eq!(conn.read().unwrap(), Message::Text(msg));
+        }
+        conn.write_text(&big).unwrap();
+        assert_eq!(conn.read().unwrap(), Message::Text(big.clone()));
+        // A streamed message is compressed as it is written, in fragments of ~1 KiB.
+        let mut w = conn.next_writer_with(DataKind::Text, 1024).unwrap();
+        for _ in 0..50 {
+            w.write_all(text.as_bytes()).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(conn.read().unwrap(), Message::Text(text.repeat(50)));
+        conn.write_binary(b"").unwrap();
+        assert_eq!(conn.read().unwrap(), Message::Binary(Vec::new()));
+        conn.close(CloseCode::NORMAL, "bye").unwrap();
+    }
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
 }

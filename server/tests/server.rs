@@ -512,3 +512,250 @@ fn streaming_handler_and_per_connection_read_limit() {
     server.shutdown();
     server.join().unwrap();
 }
+
+/// A frame as a client sends it: masked, with RSV1 when `rsv1`.
+fn client_frame(op: sockeye_codec::OpCode, fin: bool, rsv1: bool, payload: &[u8]) -> Vec<u8> {
+    let key = [7, 1, 8, 2];
+    let header = sockeye_codec::Header {
+        fin,
+        rsv1,
+        mask: Some(key),
+        ..sockeye_codec::Header::new(op, payload.len() as u64)
+    };
+    let mut out = vec![0u8; sockeye_codec::MAX_HEADER_LEN];
+    let n = header.encode(&mut out).unwrap();
+    out.truncate(n);
+    let at = out.len();
+    out.extend_from_slice(payload);
+    sockeye_codec::apply_mask(&mut out[at..], key, 0);
+    out
+}
+
+/// Reads one unmasked frame from the server: its header and payload.
+fn read_frame(s: &mut TcpStream) -> (sockeye_codec::Header, Vec<u8>) {
+    let mut buf = vec![0u8; 2];
+    s.read_exact(&mut buf).unwrap();
+    loop {
+        match sockeye_codec::Header::parse(&buf).unwrap() {
+            sockeye_codec::Status::Complete((h, n)) => {
+                let mut payload = vec![0u8; h.payload_len as usize];
+                s.read_exact(&mut payload).unwrap();
+                assert_eq!(n, buf.len());
+                return (h, payload);
+            }
+            sockeye_codec::Status::Partial { needed } => {
+                let at = buf.len();
+                buf.resize(at + needed, 0);
+                s.read_exact(&mut buf[at..]).unwrap();
+            }
+        }
+    }
+}
+
+fn deflate_pair() -> (
+    sockeye_codec::deflate::PerMessageDeflate,
+    sockeye_codec::deflate::Pool,
+) {
+    use sockeye_codec::deflate::{DeflateConfig, PerMessageDeflate, Pool, negotiate};
+    let c = DeflateConfig::new();
+    let agreed = negotiate(["permessage-deflate"], &c).unwrap();
+    (
+        PerMessageDeflate::new(sockeye_codec::Role::Client, &agreed, &c),
+        Pool::default(),
+    )
+}
+
+const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+
+#[test]
+fn compressed_messages_echo_as_one_compressed_frame_above_the_threshold() {
+    use sockeye_codec::OpCode;
+    let config = config().compression(sockeye_server::Compression::ContextTakeover);
+    let server = Server::start(config, |_| Echo).unwrap();
+    let (mut s, resp) = raw_upgrade(server.local_addr(), OFFER);
+    assert!(
+        resp.contains("Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+        "{resp}"
+    );
+    let (mut pmd, mut pool) = deflate_pair();
+    let text = "{\"event\": \"tick\", \"price\": 101.25, \"venue\": \"κόσμε\"} ".repeat(80);
+    for round in 0..3 {
+        let mut wire = Vec::new();
+        pmd.compress(text.as_bytes(), &mut wire, &mut pool);
+        s.write_all(&client_frame(OpCode::Text, true, true, &wire))
+            .unwrap();
+        let (h, payload) = read_frame(&mut s);
+        assert!(h.rsv1 && h.fin && h.opcode == OpCode::Text, "{h:?}");
+        assert!(
+            payload.len() * 5 < text.len(),
+            "round {round}: {}",
+            payload.len()
+        );
+        let mut out = Vec::new();
+        pmd.decompress(&payload, true, &mut out, 1 << 20, &mut pool)
+            .unwrap();
+        assert_eq!(out, text.as_bytes());
+    }
+    // The same message split over three frames (RSV1 on the first only) comes back whole.
+    let mut wire = Vec::new();
+    pmd.compress(text.as_bytes(), &mut wire, &mut pool);
+    let (a, rest) = wire.split_at(wire.len() / 3);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    s.write_all(&client_frame(OpCode::Text, false, true, a))
+        .unwrap();
+    s.write_all(&client_frame(OpCode::Continuation, false, false, b))
+        .unwrap();
+    s.write_all(&client_frame(OpCode::Continuation, true, false, c))
+        .unwrap();
+    let (h, payload) = read_frame(&mut s);
+    assert!(h.rsv1 && h.fin);
+    let mut out = Vec::new();
+    pmd.decompress(&payload, true, &mut out, 1 << 20, &mut pool)
+        .unwrap();
+    assert_eq!(out, text.as_bytes());
+    // Below the 128-byte threshold the echo is sent plain.
+    s.write_all(&client_frame(OpCode::Binary, true, false, b"short"))
+        .unwrap();
+    let (h, payload) = read_frame(&mut s);
+    assert!(!h.rsv1);
+    assert_eq!(payload, b"short");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn bad_compressed_input_gets_its_close_code_and_others_go_on() {
+    use sockeye_codec::OpCode;
+    let config = config()
+        .max_message(1 << 20)
+        .compression(sockeye_server::Compression::ContextTakeover);
+    let server = Server::start(config, |_| Echo).unwrap();
+    let addr = server.local_addr();
+    let (mut bystander, _) = raw_upgrade(addr, OFFER);
+    let (mut pmd, mut pool) = deflate_pair();
+    let mut bomb = Vec::new();
+    pmd.compress(&vec![0u8; 64 << 20], &mut bomb, &mut pool); // ~0.6 MiB on the wire
+    let (mut pmd, mut pool) = deflate_pair();
+    let mut bad_text = Vec::new();
+    pmd.compress(b"valid until \xc3\x28 here", &mut bad_text, &mut pool);
+    let cases: [(Vec<u8>, u16, &str); 5] = [
+        (
+            client_frame(OpCode::Binary, true, true, &bomb),
+            1009,
+            "64 MiB inflated, 1 MiB limit",
+        ),
+        (
+            client_frame(OpCode::Text, true, true, &bad_text),
+            1007,
+            "invalid UTF-8 once inflated",
+        ),
+        (
+            client_frame(OpCode::Binary, true, true, &[0xff; 8]),
+            1007,
+            "not deflate",
+        ),
+        (
+            [
+                client_frame(OpCode::Text, false, true, &bad_text[..2]),
+                client_frame(OpCode::Continuation, true, true, &bad_text[2..]),
+            ]
+            .concat(),
+            1002,
+            "RSV1 on a continuation",
+        ),
+        (
+            client_frame(OpCode::Ping, true, true, b""),
+            1002,
+            "RSV1 on a control frame",
+        ),
+    ];
+    for (bytes, code, what) in cases {
+        let (mut s, resp) = raw_upgrade(addr, OFFER);
+        assert!(resp.contains("permessage-deflate"), "{resp}");
+        s.write_all(&bytes).unwrap();
+        assert_eq!(read_close_code(&mut s), code, "{what}");
+    }
+    // Without negotiation RSV1 is a protocol error.
+    let (mut s, resp) = raw_upgrade(addr, "");
+    assert!(!resp.contains("permessage-deflate"), "{resp}");
+    s.write_all(&client_frame(OpCode::Text, true, true, &bad_text))
+        .unwrap();
+    assert_eq!(read_close_code(&mut s), 1002);
+    // The bystander is untouched.
+    bystander
+        .write_all(&client_frame(OpCode::Text, true, false, b"ok"))
+        .unwrap();
+    let (h, payload) = read_frame(&mut bystander);
+    assert_eq!(
+        (h.opcode, payload.as_slice()),
+        (sockeye_codec::OpCode::Text, &b"ok"[..])
+    );
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn a_client_without_compression_falls_back_to_plain_frames() {
+    let config = config().compression(sockeye_server::Compression::ContextTakeover);
+    let server = Server::start(config, |_| Echo).unwrap();
+    let addr = server.local_addr();
+    rt().block_on(async {
+        let mut ws = connect(addr).await;
+        let text = "tokio-tungstenite offers no extension ".repeat(100);
+        ws.send(Message::text(text.clone())).await.unwrap();
+        assert_eq!(next(&mut ws).await, Message::text(text));
+        ws.close(None).await.unwrap();
+    });
+    server.shutdown();
+    server.join().unwrap();
+}
+
+/// Our client and server with each mode and window combination, whole and streamed messages.
+#[test]
+fn our_client_and_server_compress_with_every_window() {
+    use sockeye_codec::DataKind;
+    use sockeye_codec::deflate::DeflateConfig;
+    use sockeye_server::client::{self, DialOptions, Message as CMessage};
+    let takeover = config().compression(sockeye_server::Compression::ContextTakeover);
+    let plain = config()
+        .compression(sockeye_server::Compression::NoContextTakeover)
+        .compression_threshold(0);
+    for server_config in [takeover, plain] {
+        let server = Server::start(server_config, |_| Echo).unwrap();
+        let url = format!("ws://{}/", server.local_addr());
+        for bits in [9u8, 10, 12, 15] {
+            for nct in [false, true] {
+                let mut c = DeflateConfig::new()
+                    .max_window_bits(bits)
+                    .peer_max_window_bits(24 - bits);
+                if nct {
+                    c = c.no_context_takeover();
+                }
+                let opts = DialOptions::new().deflate(Some(c));
+                let mut conn = client::dial(&url, &opts).unwrap();
+                let ext = conn
+                    .response_headers()
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+                    .map(|(_, v)| v.clone());
+                assert!(ext.is_some_and(|e| e.starts_with("permessage-deflate")));
+                for i in 0..5 {
+                    let msg =
+                        format!("{i} sockeye compresses this line again and again. ").repeat(200);
+                    conn.write_text(&msg).unwrap();
+                    assert_eq!(conn.read().unwrap(), CMessage::Text(msg), "{c:?}");
+                }
+                let mut w = conn.next_writer_with(DataKind::Binary, 700).unwrap();
+                let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 97) as u8).collect();
+                for part in blob.chunks(4096) {
+                    w.write_all(part).unwrap();
+                }
+                w.finish().unwrap();
+                assert_eq!(conn.read().unwrap(), CMessage::Binary(blob), "{c:?}");
+                conn.close(sockeye_server::CloseCode::NORMAL, "").unwrap();
+            }
+        }
+        server.shutdown();
+        server.join().unwrap();
+    }
+}

@@ -62,6 +62,36 @@ struct Common {
     /// A label for the JSON line.
     #[arg(long, default_value = "")]
     label: String,
+    /// Offer permessage-deflate (echo --engine uring, conns) and send JSON-like payloads that
+    /// compress about as real traffic does.
+    #[arg(long, value_enum, default_value = "off")]
+    compression: Deflate,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Deflate {
+    Off,
+    Takeover,
+    NoTakeover,
+}
+
+impl Deflate {
+    fn config(self) -> Option<sockeye_codec::deflate::DeflateConfig> {
+        use sockeye_codec::deflate::DeflateConfig;
+        match self {
+            Deflate::Off => None,
+            Deflate::Takeover => Some(DeflateConfig::new()),
+            Deflate::NoTakeover => Some(DeflateConfig::new().no_context_takeover()),
+        }
+    }
+
+    fn mode(self) -> sockeye_server::Compression {
+        match self {
+            Deflate::Off => sockeye_server::Compression::Disabled,
+            Deflate::Takeover => sockeye_server::Compression::ContextTakeover,
+            Deflate::NoTakeover => sockeye_server::Compression::NoContextTakeover,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -113,6 +143,10 @@ enum Mode {
         /// Seconds to hold the connections before measuring memory.
         #[arg(long, default_value_t = 2.0)]
         hold: f64,
+        /// With --compression: compressed messages of --size bytes each connection sends (and
+        /// reads back) before the hold, so the server holds compression state.
+        #[arg(long, default_value_t = 0)]
+        messages: usize,
     },
 }
 
@@ -148,7 +182,11 @@ fn main() {
                 window,
                 verbatim,
             } => broadcast(common, window, verbatim).await,
-            Mode::Conns { common, hold } => conns(common, hold).await,
+            Mode::Conns {
+                common,
+                hold,
+                messages,
+            } => conns(common, hold, messages).await,
         }
     });
 }
@@ -166,6 +204,16 @@ fn target(url: &str) -> (SocketAddr, String) {
 /// Connects from source address 127.0.0.`n` (to spread more than 64k connections' ports) and
 /// completes the upgrade. Returns the stream and any bytes read past the response.
 async fn open(addr: SocketAddr, path: &str, source: u8) -> std::io::Result<TcpStream> {
+    open_with(addr, path, source, "").await.map(|(s, _)| s)
+}
+
+/// [`open`] with extra request header lines (each ending in CRLF); returns the response too.
+async fn open_with(
+    addr: SocketAddr,
+    path: &str,
+    source: u8,
+    extra: &str,
+) -> std::io::Result<(TcpStream, String)> {
     let sock = TcpSocket::new_v4()?;
     if addr.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST) && source > 1 {
         sock.bind(SocketAddr::from(([127, 0, 0, source], 0)))?;
@@ -174,7 +222,7 @@ async fn open(addr: SocketAddr, path: &str, source: u8) -> std::io::Result<TcpSt
     s.set_nodelay(true)?;
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     );
     s.write_all(req.as_bytes()).await?;
     let mut resp = Vec::with_capacity(256);
@@ -185,12 +233,11 @@ async fn open(addr: SocketAddr, path: &str, source: u8) -> std::io::Result<TcpSt
         }
         resp.push(byte[0]);
     }
-    if !resp.starts_with(b"HTTP/1.1 101") {
-        return Err(std::io::Error::other(
-            String::from_utf8_lossy(&resp).into_owned(),
-        ));
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    if !resp.starts_with("HTTP/1.1 101") {
+        return Err(std::io::Error::other(resp));
     }
-    Ok(s)
+    Ok((s, resp))
 }
 
 /// One masked client frame with a fixed key, and the unmasked frame the server sends back.
@@ -215,6 +262,29 @@ fn frames(text: bool, payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
 
 fn payload(size: usize, seed: usize) -> Vec<u8> {
     (0..size).map(|i| b'a' + ((i + seed) % 26) as u8).collect()
+}
+
+/// A JSON-like payload of `size` bytes (ASCII): repeated keys, varying numbers, so it
+/// compresses about as market data or chat events do (3-5x), unlike [`payload`]'s pattern.
+fn json_payload(size: usize, seed: usize) -> Vec<u8> {
+    let mut x = (seed as u32).wrapping_mul(2_654_435_761) | 1;
+    let mut s = String::with_capacity(size + 64);
+    s.push_str("{\"type\":\"update\",\"items\":[");
+    while s.len() < size {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        s.push_str(&format!(
+            "{{\"id\":{},\"price\":{}.{:02},\"qty\":{}}},",
+            x % 100_000,
+            x % 1000,
+            x % 100,
+            x % 50
+        ));
+    }
+    let mut v = s.into_bytes();
+    v.truncate(size);
+    v
 }
 
 /// CPU seconds (user + system) of a process, from /proc/PID/stat.
@@ -475,9 +545,15 @@ fn uring_echo(c: Common, k: usize) {
     use std::sync::atomic::Ordering::Relaxed;
     let (addr, path) = target(&c.url);
     let counters = std::sync::Arc::new(UringCounters::default());
-    let payloads: Vec<Vec<u8>> = (0..c.connections).map(|i| payload(c.size, i)).collect();
+    let payloads: Vec<Vec<u8>> = (0..c.connections)
+        .map(|i| match c.compression {
+            Deflate::Off => payload(c.size, i),
+            _ => json_payload(c.size, i),
+        })
+        .collect();
     let config = sockeye_server::Config::new(addr)
         .listen(false)
+        .compression(c.compression.mode())
         .workers(1)
         .max_backpressure(64 << 20)
         .max_message(u64::try_from(c.size).unwrap_or(u64::MAX).max(1 << 20));
@@ -772,16 +848,39 @@ fn frames_close() -> Vec<u8> {
     out[..n].to_vec()
 }
 
-async fn conns(c: Common, hold: f64) {
+async fn conns(c: Common, hold: f64, messages: usize) {
     let (addr, path) = target(&c.url);
+    let deflate = c.compression.config();
+    let offer = deflate.map_or(String::new(), |d| {
+        format!(
+            "Sec-WebSocket-Extensions: {}\r\n",
+            sockeye_codec::deflate::client_offer(&d)
+        )
+    });
     let rss0 = c.server_pid.and_then(rss_bytes);
     let t0 = Instant::now();
     let mut streams = Vec::with_capacity(c.connections);
     let mut errors = 0u64;
+    let mut compressed = 0u64;
     for i in 0..c.connections {
         // Spread source addresses: 20,000 connections per 127.0.0.x.
-        match open(addr, &path, 1 + (i / 20000) as u8).await {
-            Ok(s) => streams.push(s),
+        match open_with(addr, &path, 1 + (i / 20000) as u8, &offer).await {
+            Ok((mut s, resp)) => {
+                if let Some(d) = deflate
+                    && messages > 0
+                {
+                    match send_compressed(&mut s, &resp, &d, messages, c.size, i).await {
+                        Ok(()) => compressed += messages as u64,
+                        Err(e) => {
+                            errors += 1;
+                            if errors < 5 {
+                                eprintln!("connection {i}: {e}");
+                            }
+                        }
+                    }
+                }
+                streams.push(s)
+            }
             Err(e) => {
                 errors += 1;
                 if errors < 5 {
@@ -814,7 +913,7 @@ async fn conns(c: Common, hold: f64) {
         _ => None,
     };
     println!(
-        "conns: {} open ({} echoed), connect rate {:.0}/s, server RSS {} -> {} ({}), errors {errors}",
+        "conns: {} open ({} echoed, {compressed} compressed messages before), connect rate {:.0}/s, server RSS {} -> {} ({}), errors {errors}",
         streams.len(),
         ok,
         streams.len() as f64 / connect_secs,
@@ -823,7 +922,7 @@ async fn conns(c: Common, hold: f64) {
         per_conn.map_or("?".into(), |v| format!("{v:.0} B per connection")),
     );
     println!(
-        "{{\"mode\":\"conns\",\"label\":\"{}\",\"connections\":{},\"echoed\":{ok},\"connect_per_s\":{:.0},\"rss_before\":{},\"rss_after\":{},\"rss_per_conn\":{},\"errors\":{errors}}}",
+        "{{\"mode\":\"conns\",\"label\":\"{}\",\"connections\":{},\"echoed\":{ok},\"compressed\":{compressed},\"connect_per_s\":{:.0},\"rss_before\":{},\"rss_after\":{},\"rss_per_conn\":{},\"errors\":{errors}}}",
         c.label,
         streams.len(),
         streams.len() as f64 / connect_secs,
@@ -831,6 +930,63 @@ async fn conns(c: Common, hold: f64) {
         rss1.unwrap_or(0),
         per_conn.map_or(-1.0, |v| v),
     );
+}
+
+/// Sends `n` distinct compressed JSON messages of `size` bytes on a connection whose upgrade
+/// response is `resp`, reading each echo (one frame) back.
+async fn send_compressed(
+    s: &mut TcpStream,
+    resp: &str,
+    config: &sockeye_codec::deflate::DeflateConfig,
+    n: usize,
+    size: usize,
+    conn: usize,
+) -> std::io::Result<()> {
+    use sockeye_codec::deflate::{PerMessageDeflate, Pool, accept_response};
+    use sockeye_codec::{Header, OpCode, Role};
+    let values = resp.lines().filter_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("sec-websocket-extensions")
+            .then_some(value.trim())
+    });
+    let agreed = accept_response(values, config)
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| std::io::Error::other("the server declined permessage-deflate"))?;
+    let mut pmd = PerMessageDeflate::new(Role::Client, &agreed, config);
+    let mut pool = Pool::new(1);
+    let key = [0x11, 0x22, 0x33, 0x44];
+    for m in 0..n {
+        let mut wire = Vec::new();
+        pmd.compress(&json_payload(size, conn * n + m), &mut wire, &mut pool);
+        let header = Header {
+            rsv1: true,
+            mask: Some(key),
+            ..Header::new(OpCode::Text, wire.len() as u64)
+        };
+        let mut frame = vec![0u8; 14];
+        let h = header.encode(&mut frame).map_err(std::io::Error::other)?;
+        frame.truncate(h);
+        let at = frame.len();
+        frame.extend_from_slice(&wire);
+        sockeye_codec::apply_mask(&mut frame[at..], key, 0);
+        s.write_all(&frame).await?;
+        // The echo: one frame, compressed or not; only its length matters here.
+        let mut head = vec![0u8; 2];
+        s.read_exact(&mut head).await?;
+        let len = loop {
+            match Header::parse(&head).map_err(std::io::Error::other)? {
+                sockeye_codec::Status::Complete((h, _)) => break h.payload_len as usize,
+                sockeye_codec::Status::Partial { needed } => {
+                    let at = head.len();
+                    head.resize(at + needed, 0);
+                    s.read_exact(&mut head[at..]).await?;
+                }
+            }
+        };
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

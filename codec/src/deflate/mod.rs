@@ -8,8 +8,8 @@
 //!   [`Agreement`], which renders the response header with `Display`.
 //! - [`PerMessageDeflate`] compresses outgoing and inflates incoming messages for one connection,
 //!   taking zlib engines from a [`Pool`] and giving them back when the connection goes idle
-//!   ([`PerMessageDeflate::park`]): an idle connection keeps only its LZ77 history (at most 32 KiB
-//!   each way at 15 window bits), not the ~300 KiB of a zlib compressor.
+//!   ([`PerMessageDeflate::park`]): an idle connection keeps only the peer's LZ77 history (at
+//!   most 32 KiB at 15 window bits), not the hundreds of KiB of zlib engines.
 //!
 //! ```
 //! use sockeye_codec::deflate::{DeflateConfig, negotiate};

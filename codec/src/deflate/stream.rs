@@ -154,8 +154,8 @@ struct Tx {
     level: u8,
     threshold: usize,
     engine: Option<Compress>,
-    /// With context takeover and idle release: what rebuilds the engine's context.
-    history: Option<History>,
+    /// A message written in parts is open.
+    in_message: bool,
 }
 
 /// The receiving half: inflates messages chunk by chunk.
@@ -174,9 +174,9 @@ struct Rx {
 /// receives, as agreed for its role.
 ///
 /// The zlib engines come from a [`Pool`] owned by the caller (one per thread). Without context
-/// takeover an engine is borrowed for a single message; with it, the engine stays attached
-/// while the connection is busy, and [`park`](PerMessageDeflate::park) gives it back, keeping
-/// only the LZ77 history (≤ 2^window bits bytes each way) when the connection was built
+/// takeover an engine is borrowed for a single message; with it, the engines stay attached
+/// while the connection is busy, and [`park`](PerMessageDeflate::park) gives them back, keeping
+/// only the peer's LZ77 history (≤ 2^window bits bytes) when the connection was built
 /// [`with_idle_release`](PerMessageDeflate::with_idle_release).
 ///
 /// ```
@@ -213,7 +213,7 @@ impl PerMessageDeflate {
                 level: config.level,
                 threshold: config.threshold_bytes(),
                 engine: None,
-                history: None,
+                in_message: false,
             },
             rx: Rx {
                 dir: agreement.incoming(role),
@@ -226,14 +226,12 @@ impl PerMessageDeflate {
         }
     }
 
-    /// Keeps, for each direction with context takeover, a copy of the last window of data so
-    /// that [`park`](PerMessageDeflate::park) can give the engines back while the connection is
-    /// idle and rebuild them from it later. Costs a copy of each message (up to the window).
+    /// Keeps, when the peer compresses with context takeover, a copy of the last window of what
+    /// it sent, so that [`park`](PerMessageDeflate::park) can give the inflater back while the
+    /// connection is idle and rebuild it from that copy later. Costs a copy of each received
+    /// message (up to the window).
     #[must_use]
     pub fn with_idle_release(mut self) -> Self {
-        if self.tx.dir.context_takeover {
-            self.tx.history = Some(History::new(self.tx.dir.window_bits));
-        }
         if self.rx.dir.context_takeover {
             self.rx.history = Some(History::new(self.rx.dir.window_bits));
         }
@@ -249,19 +247,21 @@ impl PerMessageDeflate {
     /// Compresses `payload` as one message, appending the compressed bytes (without the
     /// trailing `00 00 ff ff`) to `out`; send them as a message with RSV1 set on its first frame.
     pub fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>, pool: &mut Pool) {
+        self.compress_part(payload, true, out, pool);
+    }
+
+    /// Compresses the next part of a message written in pieces, appending what the compressor
+    /// releases to `out` (often nothing until enough input has gathered); `fin` ends the message
+    /// and flushes the rest. The output of all parts together is the message's payload.
+    pub fn compress_part(&mut self, payload: &[u8], fin: bool, out: &mut Vec<u8>, pool: &mut Pool) {
         let tx = &mut self.tx;
         let bits = tx.dir.window_bits;
-        let mut engine = match tx.engine.take() {
-            Some(e) => e,
-            None => {
-                let mut e = pool.take_compressor(bits, tx.level);
-                if let Some(h) = tx.history.as_mut().filter(|h| !h.buf.is_empty()) {
-                    // A reset raw stream always takes a dictionary.
-                    let _ = e.set_dictionary(h.linear());
-                }
-                e
-            }
-        };
+        // A compressor from the pool starts without history: the message simply refers to no
+        // earlier one, which the peer's inflater accepts under any agreement.
+        let mut engine = tx
+            .engine
+            .take()
+            .unwrap_or_else(|| pool.take_compressor(bits, tx.level));
         let start = out.len();
         let base = engine.total_in();
         loop {
@@ -270,24 +270,29 @@ impl PerMessageDeflate {
                 out.reserve(left / 2 + 64);
             }
             let done = (engine.total_in() - base) as usize;
-            // Errors only come from a misused stream; a sync flush of a live one cannot fail.
-            let _ = engine.compress_vec(&payload[done..], out, FlushCompress::Sync);
+            let flush = if fin {
+                FlushCompress::Sync
+            } else {
+                FlushCompress::None
+            };
+            // Errors only come from a misused stream; a live one cannot fail.
+            let _ = engine.compress_vec(&payload[done..], out, flush);
             let all_in = (engine.total_in() - base) as usize == payload.len();
             if all_in && out.len() < out.capacity() {
                 break;
             }
         }
-        debug_assert!(out[start..].ends_with(&TAIL));
-        if out[start..].ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
-        }
-        if tx.dir.context_takeover {
-            if let Some(h) = tx.history.as_mut() {
-                h.push(payload);
+        tx.in_message = !fin;
+        if fin {
+            debug_assert!(out[start..].ends_with(&TAIL));
+            if out[start..].ends_with(&TAIL) {
+                out.truncate(out.len() - TAIL.len());
             }
-            tx.engine = Some(engine);
-        } else {
+        }
+        if fin && !tx.dir.context_takeover {
             pool.put_compressor(bits, tx.level, engine);
+        } else {
+            tx.engine = Some(engine);
         }
     }
 
@@ -350,15 +355,17 @@ impl PerMessageDeflate {
         Ok(())
     }
 
-    /// Gives the engines back to `pool` when that loses nothing: always without context
-    /// takeover, and with it when the connection keeps its history
-    /// ([`with_idle_release`](PerMessageDeflate::with_idle_release)) and is not inside a
-    /// received message. Returns whether an engine was released. Call it when the connection
+    /// Gives the engines back to `pool`, never in the middle of a message: the compressor
+    /// always (the next message then starts without references to earlier ones: a little less
+    /// compression for it, no state kept meanwhile), the inflater without context takeover or
+    /// when the connection keeps the peer's history
+    /// ([`with_idle_release`](PerMessageDeflate::with_idle_release)). Returns whether an engine was released. Call it when the connection
     /// goes idle.
     pub fn park(&mut self, pool: &mut Pool) -> bool {
         let mut released = false;
-        let tx_free = self.tx.history.is_some() || !self.tx.dir.context_takeover;
-        if tx_free && let Some(e) = self.tx.engine.take() {
+        if !self.tx.in_message
+            && let Some(e) = self.tx.engine.take()
+        {
             pool.put_compressor(self.tx.dir.window_bits, self.tx.level, e);
             released = true;
         }
@@ -379,11 +386,10 @@ impl PerMessageDeflate {
         self.tx.engine.is_some() || self.rx.engine.is_some()
     }
 
-    /// Bytes of LZ77 history kept for idle release, both directions.
+    /// Bytes of the peer's LZ77 history kept for idle release.
     #[must_use]
     pub fn history_bytes(&self) -> usize {
-        self.tx.history.as_ref().map_or(0, History::bytes)
-            + self.rx.history.as_ref().map_or(0, History::bytes)
+        self.rx.history.as_ref().map_or(0, History::bytes)
     }
 
     /// The outgoing direction as agreed.

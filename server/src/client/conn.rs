@@ -5,7 +5,10 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::ops::Range;
 use std::time::Instant;
 
-use sockeye_codec::{CloseCode, Config, DataKind, Decoder, Event, MAX_REASON_LEN, Status};
+use sockeye_codec::deflate::{Agreement, DeflateConfig, PerMessageDeflate, Pool};
+use sockeye_codec::{
+    CloseCode, Config, DataKind, Decoder, Event, MAX_REASON_LEN, Role, Status, Utf8Validator,
+};
 
 use super::Message;
 use super::error::{CloseError, Error, deadline_error};
@@ -69,12 +72,16 @@ struct Piece {
     start: usize,
     end: usize,
     message_fin: bool,
+    /// The bytes are in the inflater's output, not the receive buffer.
+    inflated: bool,
 }
 
 /// The data message being read.
 struct Current {
-    /// Bytes of the latest piece not handed out yet (in the receive buffer).
+    /// Bytes of the latest piece not handed out yet (in the receive buffer, or the inflater's
+    /// output if `inflated`).
     left: Range<usize>,
+    inflated: bool,
     /// The latest piece ends the message.
     fin: bool,
     /// A [`MessageReader`] was dropped before the end: the rest is skipped.
@@ -107,6 +114,54 @@ pub struct Conn {
     on_ping: Option<Callback>,
     on_pong: Option<Callback>,
     on_close: Option<CloseCallback>,
+    /// permessage-deflate's receiving half, if negotiated.
+    inflater: Option<Box<Inflater>>,
+    read_limit: Option<u64>,
+}
+
+/// Inflates compressed messages into its own buffer, one piece at a time.
+struct Inflater {
+    pmd: PerMessageDeflate,
+    pool: Pool,
+    utf8: Utf8Validator,
+    out: Vec<u8>,
+}
+
+impl Inflater {
+    /// Inflates a piece of a compressed message into `out` (whose previous piece was handed
+    /// out in full), checking `limit` on the inflated size and, for text, UTF-8.
+    fn inflate(
+        &mut self,
+        d: &sockeye_codec::Data<'_>,
+        limit: u64,
+    ) -> Result<Piece, sockeye_codec::Error> {
+        if d.message_start {
+            self.utf8.reset();
+        }
+        if self.out.capacity() > 1 << 20 {
+            self.out = Vec::new(); // a big message passed: do not keep its memory
+        }
+        self.out.clear();
+        self.pmd.decompress(
+            d.payload,
+            d.message_fin,
+            &mut self.out,
+            limit,
+            &mut self.pool,
+        )?;
+        if d.kind == DataKind::Text {
+            self.utf8
+                .feed(&self.out, d.message_fin)
+                .map_err(|_| sockeye_codec::Error::InvalidUtf8)?;
+        }
+        Ok(Piece {
+            kind: d.kind,
+            start: 0,
+            end: self.out.len(),
+            message_fin: d.message_fin,
+            inflated: true,
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -131,6 +186,7 @@ pub(super) struct Accepted {
     pub(super) subprotocol: Option<String>,
     pub(super) headers: Vec<(String, String)>,
     pub(super) read_limit: Option<u64>,
+    pub(super) deflate: Option<(Agreement, DeflateConfig)>,
 }
 
 impl Conn {
@@ -138,11 +194,23 @@ impl Conn {
         let write_half = a.stream.try_clone()?;
         let socket = a.stream.try_clone()?;
         let peer_addr = a.stream.peer_addr()?;
+        let pmd = |(agreed, config): &(Agreement, DeflateConfig)| {
+            PerMessageDeflate::new(Role::Client, agreed, config)
+        };
+        let inflater = a.deflate.as_ref().map(|d| {
+            Box::new(Inflater {
+                pmd: pmd(d),
+                pool: Pool::new(1),
+                utf8: Utf8Validator::new(),
+                out: Vec::new(),
+            })
+        });
+        let compressed = a.deflate.is_some();
         Ok(Conn {
-            writer: Writer::new(socket, write_half),
+            writer: Writer::new(socket, write_half, a.deflate.as_ref().map(pmd)),
             stream: a.stream,
             rx: a.rx,
-            decoder: Decoder::new(sockeye_codec::Role::Client, limit_config(a.read_limit)),
+            decoder: Decoder::new(Role::Client, limit_config(a.read_limit, compressed)),
             subprotocol: a.subprotocol,
             headers: a.headers,
             peer_addr,
@@ -154,6 +222,8 @@ impl Conn {
             on_ping: None,
             on_pong: None,
             on_close: None,
+            inflater,
+            read_limit: a.read_limit,
         })
     }
 
@@ -184,7 +254,9 @@ impl Conn {
     /// Sets the largest message (and frame) accepted; a larger one closes the connection with
     /// 1009 before its payload is read. `None` removes the limit. Default 16 MiB.
     pub fn set_read_limit(&mut self, limit: Option<u64>) {
-        self.decoder.set_config(limit_config(limit));
+        self.read_limit = limit;
+        let compressed = self.inflater.is_some();
+        self.decoder.set_config(limit_config(limit, compressed));
     }
 
     /// Sets the deadline for reads (`None`: none). A read that passes it fails with
@@ -244,13 +316,14 @@ impl Conn {
         loop {
             let piece = self.next_piece()?;
             let kind = piece.kind;
-            out.extend_from_slice(&self.rx.buf[piece.start..piece.end]);
+            out.extend_from_slice(self.bytes(piece.inflated, piece.start..piece.end));
             if piece.message_fin {
                 self.current = None;
                 return Ok(kind);
             }
             self.current = Some(Current {
                 left: piece.end..piece.end,
+                inflated: piece.inflated,
                 fin: false,
                 abandoned: false,
             });
@@ -273,6 +346,7 @@ impl Conn {
         let kind = piece.kind;
         self.current = Some(Current {
             left: piece.start..piece.end,
+            inflated: piece.inflated,
             fin: piece.message_fin,
             abandoned: false,
         });
@@ -290,15 +364,16 @@ impl Conn {
             if let Some(cur) = &mut self.current {
                 if !cur.left.is_empty() {
                     let n = cur.left.len().min(out.len());
-                    let start = cur.left.start;
-                    out[..n].copy_from_slice(&self.rx.buf[start..start + n]);
+                    let (start, inflated) = (cur.left.start, cur.inflated);
                     cur.left.start += n;
+                    out[..n].copy_from_slice(self.bytes(inflated, start..start + n));
                     return Ok(n);
                 }
                 if !cur.fin {
                     let piece = self.next_piece()?;
                     let cur = self.current.as_mut().expect("checked above");
                     cur.left = piece.start..piece.end;
+                    cur.inflated = piece.inflated;
                     cur.fin = piece.message_fin;
                     continue;
                 }
@@ -318,9 +393,18 @@ impl Conn {
             }
             self.current = Some(Current {
                 left: piece.start..piece.end,
+                inflated: piece.inflated,
                 fin: piece.message_fin,
                 abandoned: false,
             });
+        }
+    }
+
+    /// The bytes of a piece, from the receive buffer or the inflater's output.
+    fn bytes(&self, inflated: bool, range: Range<usize>) -> &[u8] {
+        match (&self.inflater, inflated) {
+            (Some(i), true) => &i.out[range],
+            _ => &self.rx.buf[range],
         }
     }
 
@@ -450,6 +534,16 @@ impl Conn {
             let used = frame.wire_len();
             let mut control = [0u8; 125];
             let (op, len) = match frame.event {
+                Event::Data(d) if d.compressed => {
+                    let limit = self.read_limit.unwrap_or(u64::MAX >> 1);
+                    let r = match self.inflater.as_deref_mut() {
+                        Some(i) => i.inflate(&d, limit),
+                        // The decoder accepts RSV1 only when compression was negotiated.
+                        None => Err(sockeye_codec::Error::ReservedBits),
+                    };
+                    self.rx.consume(used);
+                    return r.map_err(|e| self.fail(e));
+                }
                 Event::Data(d) => {
                     // The piece is the tail of the bytes the frame used.
                     let end = base + used;
@@ -458,6 +552,7 @@ impl Conn {
                         start: end - d.payload.len(),
                         end,
                         message_fin: d.message_fin,
+                        inflated: false,
                     };
                     debug_assert_eq!(d.payload.as_ptr() as usize, buf_addr + piece.start);
                     self.rx.consume(used);
@@ -653,9 +748,11 @@ impl MessageReader<'_> {
             let piece = self.conn.next_piece()?;
             let cur = self.conn.current.as_mut().expect("a message is being read");
             cur.left = piece.start..piece.end;
+            cur.inflated = piece.inflated;
             cur.fin = piece.message_fin;
         };
-        Ok(Some(&self.conn.rx.buf[range]))
+        let inflated = self.conn.current.as_ref().is_some_and(|c| c.inflated);
+        Ok(Some(self.conn.bytes(inflated, range)))
     }
 }
 
@@ -668,9 +765,9 @@ impl Read for MessageReader<'_> {
             let cur = self.conn.current.as_mut().expect("a message is being read");
             if !cur.left.is_empty() {
                 let n = cur.left.len().min(out.len());
-                let start = cur.left.start;
-                out[..n].copy_from_slice(&self.conn.rx.buf[start..start + n]);
+                let (start, inflated) = (cur.left.start, cur.inflated);
                 cur.left.start += n;
+                out[..n].copy_from_slice(self.conn.bytes(inflated, start..start + n));
                 return Ok(n);
             }
             if cur.fin {
@@ -681,6 +778,7 @@ impl Read for MessageReader<'_> {
             let piece = self.conn.next_piece()?;
             let cur = self.conn.current.as_mut().expect("a message is being read");
             cur.left = piece.start..piece.end;
+            cur.inflated = piece.inflated;
             cur.fin = piece.message_fin;
         }
     }
@@ -696,10 +794,14 @@ impl Drop for MessageReader<'_> {
     }
 }
 
-fn limit_config(limit: Option<u64>) -> Config {
+fn limit_config(limit: Option<u64>, compressed: bool) -> Config {
     let limit = limit.unwrap_or(u64::MAX >> 1);
-    // The message limit bounds every frame too (checked on each header).
-    Config::new().max_message(limit).max_frame(u64::MAX >> 1)
+    // The message limit bounds every frame too (checked on each header); for a compressed
+    // message it bounds the compressed size here and the inflated size in the inflater.
+    Config::new()
+        .max_message(limit)
+        .max_frame(u64::MAX >> 1)
+        .compression(compressed)
 }
 
 fn truncate_reason(reason: &mut String) {

@@ -32,8 +32,11 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use sockeye_codec::deflate::{self, Agreement, DeflateConfig};
 use sockeye_codec::handshake::{self, ClientRequest, HandshakeError, Response};
 use sockeye_codec::{DEFAULT_MAX_MESSAGE, DataKind, EncodeError, Status};
+
+use crate::Compression;
 
 pub use conn::{Conn, MessageReader};
 pub use error::{CloseError, Error, MAX_ERROR_BODY, close_status};
@@ -104,6 +107,8 @@ pub struct DialOptions {
     connect_timeout: Duration,
     handshake_timeout: Duration,
     read_limit: Option<u64>,
+    deflate: Option<DeflateConfig>,
+    compression_threshold: Option<usize>,
 }
 
 impl Default for DialOptions {
@@ -125,7 +130,46 @@ impl DialOptions {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             read_limit: Some(DEFAULT_MAX_MESSAGE),
+            deflate: None,
+            compression_threshold: None,
         }
+    }
+
+    /// Offers permessage-deflate in this mode (default disabled). If the server accepts, messages
+    /// from the threshold up ([`DialOptions::compression_threshold`]) are compressed, each into
+    /// one frame (a streamed message into frames of its fragment size), and compressed messages
+    /// from the server are inflated, with the read limit applying to their inflated size.
+    #[must_use]
+    pub fn compression(mut self, mode: Compression) -> Self {
+        self.deflate = match mode {
+            Compression::Disabled => None,
+            Compression::ContextTakeover => Some(DeflateConfig::new()),
+            Compression::NoContextTakeover => Some(DeflateConfig::new().no_context_takeover()),
+        };
+        self
+    }
+
+    /// Messages shorter than this are sent uncompressed (default: 128 bytes with context
+    /// takeover, 512 without).
+    #[must_use]
+    pub fn compression_threshold(mut self, bytes: usize) -> Self {
+        self.compression_threshold = Some(bytes);
+        self
+    }
+
+    /// Full control over permessage-deflate: windows, level, threshold (`None` disables it).
+    #[must_use]
+    pub fn deflate(mut self, config: Option<DeflateConfig>) -> Self {
+        self.deflate = config;
+        self
+    }
+
+    fn deflate_config(&self) -> Option<DeflateConfig> {
+        let d = self.deflate?;
+        Some(match self.compression_threshold {
+            Some(t) => d.threshold(t),
+            None => d,
+        })
     }
 
     /// Adds a request header. The headers of the upgrade itself (`Upgrade`, `Connection`,
@@ -260,7 +304,7 @@ pub fn dial(url: &str, options: &DialOptions) -> Result<Conn, Error> {
     let stream = connect(&target, options.connect_timeout)?;
     stream.set_nodelay(true)?;
     let deadline = Instant::now() + options.handshake_timeout;
-    let (rx, subprotocol, headers) = handshake(&stream, &target, options, deadline)?;
+    let (rx, subprotocol, headers, agreed) = handshake(&stream, &target, options, deadline)?;
     stream.set_read_timeout(None)?;
     stream.set_write_timeout(None)?;
     Ok(Conn::new(Accepted {
@@ -269,6 +313,7 @@ pub fn dial(url: &str, options: &DialOptions) -> Result<Conn, Error> {
         subprotocol,
         headers,
         read_limit: options.read_limit,
+        deflate: agreed.zip(options.deflate_config()),
     })?)
 }
 
@@ -308,6 +353,8 @@ pub(crate) struct RequestParts<'a> {
     pub(crate) protocols: &'a [String],
     pub(crate) headers: &'a [(String, String)],
     pub(crate) origin: Option<&'a str>,
+    /// A `Sec-WebSocket-Extensions` offer.
+    pub(crate) extensions: Option<&'a str>,
 }
 
 impl RequestParts<'_> {
@@ -323,6 +370,7 @@ impl RequestParts<'_> {
             protocols: &protocols,
             origin: self.origin,
             headers: &headers,
+            extensions: self.extensions,
             ..ClientRequest::new(self.host, self.path, key)
         };
         let mut out = vec![0u8; 512];
@@ -339,7 +387,12 @@ impl RequestParts<'_> {
     }
 }
 
-type Handshaken = (RecvBuf, Option<String>, Vec<(String, String)>);
+type Handshaken = (
+    RecvBuf,
+    Option<String>,
+    Vec<(String, String)>,
+    Option<Agreement>,
+);
 
 fn handshake(
     stream: &TcpStream,
@@ -351,12 +404,15 @@ fn handshake(
     getrandom::fill(&mut random).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
     let key = handshake::client_key(random);
     let host = options.host.as_deref().unwrap_or(&target.host_header);
+    let policy = options.deflate_config();
+    let offer = policy.map(|d| deflate::client_offer(&d));
     let parts = RequestParts {
         host,
         path: &target.path,
         protocols: &options.protocols,
         headers: &options.headers,
         origin: options.origin.as_deref(),
+        extensions: offer.as_deref(),
     };
     let out = parts.encode(&key).map_err(Error::Invalid)?;
     let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
@@ -410,14 +466,19 @@ fn handshake(
                 body,
             });
         }
+        let refused = |error| Error::Handshake {
+            status: Some(101),
+            error,
+            body: Vec::new(),
+        };
         let subprotocol = response
-            .validate(&key, &protocols, false)
-            .map_err(|error| Error::Handshake {
-                status: Some(101),
-                error,
-                body: Vec::new(),
-            })?
+            .validate(&key, &protocols, policy.is_some())
+            .map_err(refused)?
             .map(str::to_owned);
+        let agreed = match &policy {
+            Some(c) => deflate::accept_response(response.extensions(), c).map_err(refused)?,
+            None => None,
+        };
         let headers = response
             .headers
             .iter()
@@ -433,7 +494,7 @@ fn handshake(
             rx.start = 0;
             rx.end = 0;
         }
-        return Ok((rx, subprotocol, headers));
+        return Ok((rx, subprotocol, headers, agreed));
     }
 }
 

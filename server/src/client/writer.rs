@@ -14,6 +14,8 @@ use sockeye_codec::{
     apply_mask,
 };
 
+use sockeye_codec::deflate::{PerMessageDeflate, Pool};
+
 use super::error::{CloseError, Error, deadline_error};
 use crate::masks::MaskKeys;
 
@@ -98,11 +100,38 @@ pub(super) struct Out {
     /// Whether a send timeout is set on the socket.
     timeout_set: bool,
     pings_sent: u64,
+    /// permessage-deflate's sending half, if negotiated.
+    deflate: Option<Box<TxDeflate>>,
+}
+
+/// The compressor of a connection's messages, and where its output gathers (empty between
+/// frames).
+struct TxDeflate {
+    pmd: PerMessageDeflate,
+    pool: Pool,
+    out: Vec<u8>,
+}
+
+impl TxDeflate {
+    /// Empties the output once it is sent, not keeping the memory of a large message.
+    fn clear(&mut self) {
+        if self.out.capacity() > 1 << 20 {
+            self.out = Vec::new();
+        }
+        self.out.clear();
+    }
 }
 
 impl Out {
-    pub(super) fn new(stream: TcpStream) -> Out {
+    pub(super) fn new(stream: TcpStream, deflate: Option<PerMessageDeflate>) -> Out {
         Out {
+            deflate: deflate.map(|pmd| {
+                Box::new(TxDeflate {
+                    pmd,
+                    pool: Pool::new(1),
+                    out: Vec::new(),
+                })
+            }),
             stream,
             buf: Vec::with_capacity(MAX_HEADER_LEN + 1024),
             rng: MaskKeys::new(),
@@ -117,6 +146,34 @@ impl Out {
 
     /// Sends one frame, masking a copy of `payload` in the staging buffer.
     fn send(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), Error> {
+        self.send_frame(opcode, fin, false, payload)
+    }
+
+    /// Sends a whole data message, compressed into one frame if it reaches the threshold.
+    fn send_message(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        let Some(mut d) = self.deflate.take() else {
+            return self.send(opcode, true, payload);
+        };
+        let sent = if d.pmd.should_compress(payload.len()) {
+            d.pmd.compress(payload, &mut d.out, &mut d.pool);
+            let r = self.send_frame(opcode, true, true, &d.out);
+            d.clear();
+            r
+        } else {
+            self.send(opcode, true, payload)
+        };
+        self.deflate = Some(d);
+        sent
+    }
+
+    /// Sends one frame with RSV1 as given.
+    fn send_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        rsv1: bool,
+        payload: &[u8],
+    ) -> Result<(), Error> {
         if self.broken {
             return Err(Error::Io(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -126,6 +183,7 @@ impl Out {
         let key = self.rng.next_key();
         let header = Header {
             fin,
+            rsv1,
             mask: Some(key),
             ..Header::new(opcode, payload.len() as u64)
         };
@@ -232,11 +290,15 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    pub(super) fn new(socket: TcpStream, stream: TcpStream) -> Writer {
+    pub(super) fn new(
+        socket: TcpStream,
+        stream: TcpStream,
+        deflate: Option<PerMessageDeflate>,
+    ) -> Writer {
         Writer {
             shared: Arc::new(Shared {
                 socket,
-                out: Mutex::new(Out::new(stream)),
+                out: Mutex::new(Out::new(stream, deflate)),
                 out_free: Condvar::new(),
                 peer: Mutex::new(PeerState::default()),
                 peer_changed: Condvar::new(),
@@ -271,7 +333,7 @@ impl Writer {
         if out.close_sent {
             return Err(Error::CloseSent);
         }
-        let sent = out.send(opcode(kind), true, data);
+        let sent = out.send_message(opcode(kind), data);
         self.shared.flush_pong(&mut out);
         sent
     }
@@ -286,6 +348,9 @@ impl Writer {
     /// [`MessageWriter`] goes out as one message, a fragment each time `fragment` bytes are
     /// buffered, the last when it is finished or dropped. Until then other data messages from
     /// other threads wait; this thread gets [`Error::MessageInProgress`].
+    ///
+    /// With compression negotiated the message is compressed as it is written, and a fragment
+    /// goes out each time `fragment` bytes of compressed output have gathered.
     ///
     /// Text written in pieces is sent as it comes; the peer checks it is UTF-8 as a whole.
     pub fn next_writer_with(
@@ -306,6 +371,7 @@ impl Writer {
             fragment: fragment.max(1),
             started: false,
             done: false,
+            pending: 0,
         })
     }
 
@@ -436,6 +502,8 @@ pub struct MessageWriter {
     /// The first fragment (with the message's opcode) is out.
     started: bool,
     done: bool,
+    /// Compressed bytes of this message gathered and not sent yet.
+    pending: usize,
 }
 
 impl std::fmt::Debug for MessageWriter {
@@ -475,7 +543,27 @@ impl MessageWriter {
         if out.close_sent {
             return Err(Error::CloseSent);
         }
-        let sent = out.send(op, fin, &self.buf);
+        let sent = match out.deflate.take() {
+            None => out.send(op, fin, &self.buf),
+            Some(mut d) => {
+                d.pmd.compress_part(&self.buf, fin, &mut d.out, &mut d.pool);
+                // Compressed output goes out in frames of at least the fragment size.
+                let sent = if fin || d.out.len() >= self.fragment {
+                    let r = out.send_frame(op, fin, !self.started, &d.out);
+                    d.clear();
+                    self.pending = 0;
+                    r
+                } else {
+                    self.pending = d.out.len();
+                    self.buf.clear();
+                    out.deflate = Some(d);
+                    self.shared.flush_pong(&mut out);
+                    return Ok(());
+                };
+                out.deflate = Some(d);
+                sent
+            }
+        };
         self.shared.flush_pong(&mut out);
         sent?;
         self.started = true;

@@ -21,6 +21,18 @@ pub(crate) const PARK_TICKS: u8 = 10;
 /// A scratch buffer larger than this is freed after use rather than kept for the next message.
 const KEEP_SCRATCH: usize = 1 << 20;
 
+fn take(slot: &mut Vec<u8>) -> Vec<u8> {
+    let mut s = std::mem::take(slot);
+    s.clear();
+    s
+}
+
+fn put(slot: &mut Vec<u8>, s: Vec<u8>) {
+    if s.capacity() <= KEEP_SCRATCH {
+        *slot = s;
+    }
+}
+
 /// One connection's compression state.
 pub(crate) struct ConnDeflate {
     pmd: PerMessageDeflate,
@@ -58,7 +70,13 @@ pub(crate) struct Deflater {
     pool: Pool,
     /// Connections that may hold engines, checked at each tick.
     active: Vec<ConnId>,
-    scratch: Vec<u8>,
+    /// Compressed output being framed.
+    out_scratch: Vec<u8>,
+    /// An inflated message lent to the handler (which may send, and so compress, meanwhile).
+    in_scratch: Vec<u8>,
+    /// Engines given back since the last heap trim.
+    released: usize,
+    ticks_since_trim: u32,
 }
 
 impl Deflater {
@@ -67,21 +85,31 @@ impl Deflater {
             config,
             pool: Pool::new(POOL_IDLE),
             active: Vec::new(),
-            scratch: Vec::new(),
+            out_scratch: Vec::new(),
+            in_scratch: Vec::new(),
+            released: 0,
+            ticks_since_trim: 0,
         }
     }
 
-    /// An empty buffer for one message's output; give it back with [`Deflater::put_scratch`].
-    pub(crate) fn take_scratch(&mut self) -> Vec<u8> {
-        let mut s = std::mem::take(&mut self.scratch);
-        s.clear();
-        s
+    /// An empty buffer for a compressed message; give it back with
+    /// [`Deflater::put_out_scratch`].
+    pub(crate) fn take_out_scratch(&mut self) -> Vec<u8> {
+        take(&mut self.out_scratch)
     }
 
-    pub(crate) fn put_scratch(&mut self, s: Vec<u8>) {
-        if s.capacity() <= KEEP_SCRATCH {
-            self.scratch = s;
-        }
+    pub(crate) fn put_out_scratch(&mut self, s: Vec<u8>) {
+        put(&mut self.out_scratch, s);
+    }
+
+    /// An empty buffer for an inflated message; give it back with
+    /// [`Deflater::put_in_scratch`].
+    pub(crate) fn take_in_scratch(&mut self) -> Vec<u8> {
+        take(&mut self.in_scratch)
+    }
+
+    pub(crate) fn put_in_scratch(&mut self, s: Vec<u8>) {
+        put(&mut self.in_scratch, s);
     }
 
     fn touch(&mut self, id: ConnId, c: &mut ConnDeflate) {
@@ -146,7 +174,7 @@ impl Deflater {
             c.unused_ticks = c.unused_ticks.saturating_add(1);
         }
         if c.unused_ticks >= PARK_TICKS {
-            c.pmd.park(&mut self.pool);
+            self.released += usize::from(c.pmd.park(&mut self.pool));
             // Inside a received message the inflater stays: checked again later.
             c.listed = c.pmd.is_active();
         }
@@ -157,6 +185,37 @@ impl Deflater {
 
     /// A closing connection's engines go back to the pool.
     pub(crate) fn release(&mut self, c: &mut ConnDeflate) {
-        c.pmd.park(&mut self.pool);
+        self.released += usize::from(c.pmd.park(&mut self.pool));
+    }
+
+    /// Called at each tick: once engines were given back (most of them freed, the pool being
+    /// small), at most once per [`TRIM_TICKS`], the heap's free pages go back to the system.
+    /// Engines are hundreds of KiB interleaved with long-lived small blocks, so without this the
+    /// freed memory stays in the process (measured: 57 KiB of RSS per idle connection instead
+    /// of its ~33 KiB of live state).
+    pub(crate) fn after_tick(&mut self) {
+        self.ticks_since_trim = self.ticks_since_trim.saturating_add(1);
+        if self.released > 0 && self.ticks_since_trim >= TRIM_TICKS {
+            self.released = 0;
+            self.ticks_since_trim = 0;
+            trim_heap();
+        }
     }
 }
+
+/// Ticks between two heap trims at most.
+const TRIM_TICKS: u32 = 10;
+
+/// Returns the free pages of glibc's heap to the system.
+#[cfg(target_env = "gnu")]
+#[allow(unsafe_code)]
+fn trim_heap() {
+    // SAFETY: malloc_trim only walks and trims the allocator's own free lists; it has no
+    // preconditions and is thread-safe (it takes each arena's lock).
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn trim_heap() {}

@@ -342,7 +342,7 @@ impl Io {
         payload: &[u8],
     ) -> SendStatus {
         let mask = conn.mask(self);
-        let mut buf = self.deflate.take_scratch();
+        let mut buf = self.deflate.take_out_scratch();
         let c = conn.deflate.as_deref_mut().expect("checked by the caller");
         self.deflate.compress(id, c, payload, &mut buf);
         let out = &mut conn.output().staged;
@@ -359,7 +359,7 @@ impl Io {
         if let Some(key) = mask {
             apply_mask(&mut out[at..], key, 0);
         }
-        self.deflate.put_scratch(buf);
+        self.deflate.put_out_scratch(buf);
         self.after_queue(id, conn)
     }
 
@@ -968,7 +968,7 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
-        // Compression engines of connections unused since the last tick go back to the pool.
+        // Compression engines of connections unused for a while go back to the pool.
         for id in self.io.deflate.take_active() {
             if let Some(conn) = self.slab.get(id.slot, id.epoch)
                 && let Some(c) = conn.deflate.as_deref_mut()
@@ -976,6 +976,7 @@ impl<H: Handler> Worker<H> {
                 self.io.deflate.check_idle(id, c);
             }
         }
+        self.io.deflate.after_tick();
         let mut fired = Vec::new();
         self.io.timers.advance(&mut fired);
         let now = self.io.timers.now();
@@ -1647,7 +1648,7 @@ fn inflate<H: Handler>(
     let streaming = handler.streaming();
     let whole = d.message_start && d.message_fin;
     let mut buf = if streaming || whole {
-        io.deflate.take_scratch()
+        io.deflate.take_in_scratch()
     } else {
         let input = conn.input();
         if d.message_start {
@@ -1675,7 +1676,7 @@ fn inflate<H: Handler>(
             last: d.message_fin,
         };
         handler.on_chunk(&mut WebSocket { id, conn, io }, chunk);
-        io.deflate.put_scratch(buf);
+        io.deflate.put_in_scratch(buf);
     } else if whole {
         let msg = if text {
             Message::Text(ring::validated_str(&buf))
@@ -1683,7 +1684,7 @@ fn inflate<H: Handler>(
             Message::Binary(&buf)
         };
         handler.on_message(&mut WebSocket { id, conn, io }, msg);
-        io.deflate.put_scratch(buf);
+        io.deflate.put_in_scratch(buf);
     } else if d.message_fin {
         let msg = OwnedMessage { text, data: buf };
         handler.on_message_owned(&mut WebSocket { id, conn, io }, msg);

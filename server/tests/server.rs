@@ -747,8 +747,11 @@ fn our_client_and_server_compress_with_every_window() {
                 }
                 let mut w = conn.next_writer_with(DataKind::Binary, 700).unwrap();
                 let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 97) as u8).collect();
-                for part in blob.chunks(4096) {
+                for (i, part) in blob.chunks(4096).enumerate() {
                     w.write_all(part).unwrap();
+                    if i % 9 == 0 {
+                        w.flush().unwrap(); // with compression: a sync flush mid-message
+                    }
                 }
                 w.finish().unwrap();
                 assert_eq!(conn.read().unwrap(), CMessage::Binary(blob), "{c:?}");

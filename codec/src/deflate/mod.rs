@@ -31,8 +31,11 @@ pub use stream::{PerMessageDeflate, Pool};
 /// The extension token in `Sec-WebSocket-Extensions`.
 pub const EXTENSION: &str = "permessage-deflate";
 
-/// The smallest window a compressor here can honour: zlib cannot write raw deflate with an 8-bit
-/// (256-byte) window, so an offer that demands one from us is declined (RFC 7692 §7.1.2.1).
+/// The smallest window zlib compresses with: it cannot write raw deflate with an 8-bit (256-byte)
+/// window. When the peer limits us to 8 bits the agreement stands, but our messages go out
+/// uncompressed ([`PerMessageDeflate::should_compress`] is false; a message written in parts is
+/// stored in deflate's uncompressed blocks, which refer back to nothing), while the peer's are
+/// inflated as usual.
 pub const MIN_COMPRESS_WINDOW_BITS: u8 = 9;
 
 /// One endpoint's compression policy.
@@ -306,9 +309,9 @@ pub struct Agreement {
     pub server_no_context_takeover: bool,
     /// The client compresses each message without the previous ones' history.
     pub client_no_context_takeover: bool,
-    /// The server compresses with at most this window (9–15).
+    /// The server compresses with at most this window (8–15).
     pub server_max_window_bits: u8,
-    /// The client compresses with at most this window (8–15; 8 only for peers that can).
+    /// The client compresses with at most this window (8–15).
     pub client_max_window_bits: u8,
     /// Render `server_max_window_bits` in the response.
     show_server_bits: bool,
@@ -381,14 +384,15 @@ impl fmt::Display for Agreement {
 /// (Server) picks the first acceptable `permessage-deflate` offer from the request's
 /// `Sec-WebSocket-Extensions` values, or `None` to go on without compression.
 ///
-/// Offers that are malformed (unknown, repeated or invalid parameters) are declined, as is one
-/// that demands an 8-bit server window (zlib cannot produce it); the next offer is tried. The
-/// server's own policy is added: no context takeover both ways if configured, and smaller
-/// windows than the client asked for.
+/// Offers that are malformed (unknown, repeated or invalid parameters) are declined and the next
+/// one is tried. The server's own policy is added: no context takeover both ways if configured,
+/// and smaller windows than the client asked for. An offer that limits the server to an 8-bit
+/// window is accepted, with the server's messages then sent uncompressed (see
+/// [`MIN_COMPRESS_WINDOW_BITS`]).
 ///
 /// ```
 /// use sockeye_codec::deflate::{DeflateConfig, negotiate};
-/// let offers = ["permessage-deflate; server_max_window_bits=8, \
+/// let offers = ["permessage-deflate; bogus, \
 ///                permessage-deflate; server_no_context_takeover; client_max_window_bits"];
 /// let a = negotiate(offers, &DeflateConfig::new().peer_max_window_bits(12)).unwrap();
 /// assert_eq!(
@@ -407,7 +411,6 @@ pub fn negotiate<'a>(
         }
         let offer = Params::parse(params.ok()?, true).ok()?;
         let (server_bits, show_server_bits) = match offer.server_max_window_bits {
-            Some(bits) if bits < MIN_COMPRESS_WINDOW_BITS => return None,
             Some(bits) => (bits.min(config.max_window_bits), true),
             None => (config.max_window_bits, config.max_window_bits < 15),
         };
@@ -472,8 +475,8 @@ pub fn client_offer(config: &DeflateConfig) -> heapless::String<MAX_OFFER_LEN> {
 /// (Client) checks the server's `Sec-WebSocket-Extensions` values against the offer
 /// [`client_offer`] made for `config`: `Ok(None)` if the server declined, the agreement if it
 /// accepted, and an error (fail the connection) for anything else — another extension, two
-/// answers, malformed or unoffered parameters, a window larger than we allowed, or an 8-bit
-/// window for our compressor.
+/// answers, malformed or unoffered parameters, a window larger than we allowed. (An 8-bit window
+/// for our compressor is accepted: our messages then go out uncompressed.)
 ///
 /// ```
 /// use sockeye_codec::deflate::{DeflateConfig, accept_response};
@@ -502,10 +505,7 @@ pub fn accept_response<'a>(
         };
         let server_bits = p.server_max_window_bits.unwrap_or(15);
         let client_bits = p.client_max_window_bits.unwrap_or(config.max_window_bits);
-        if server_bits > config.peer_max_window_bits
-            || client_bits > config.max_window_bits
-            || client_bits < MIN_COMPRESS_WINDOW_BITS
-        {
+        if server_bits > config.peer_max_window_bits || client_bits > config.max_window_bits {
             return Some(HandshakeError::InvalidExtension);
         }
         agreed = Some(Agreement {

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::{Agreement, DeflateConfig, Direction};
+use super::{Agreement, DeflateConfig, Direction, MIN_COMPRESS_WINDOW_BITS};
 use crate::decoder::Role;
 use crate::error::Error;
 
@@ -46,7 +46,19 @@ impl Pool {
         self.compressors.iter().map(Vec::len).sum::<usize>() + self.decompressors.len()
     }
 
+    /// The engine settings for a window: zlib's smallest raw window is 9 bits, so an 8-bit
+    /// agreement gets a level-0 compressor, which writes stored blocks that refer back to
+    /// nothing and are valid for any window.
+    fn engine(bits: u8, level: u8) -> (u8, u8) {
+        if bits < MIN_COMPRESS_WINDOW_BITS {
+            (MIN_COMPRESS_WINDOW_BITS, 0)
+        } else {
+            (bits, level)
+        }
+    }
+
     fn take_compressor(&mut self, bits: u8, level: u8) -> Compress {
+        let (bits, level) = Pool::engine(bits, level);
         let slot = &mut self.compressors[usize::from(bits - 9)];
         match slot.pop() {
             Some((l, mut c)) => {
@@ -61,6 +73,7 @@ impl Pool {
     }
 
     fn put_compressor(&mut self, bits: u8, level: u8, mut c: Compress) {
+        let (bits, level) = Pool::engine(bits, level);
         let slot = &mut self.compressors[usize::from(bits - 9)];
         if slot.len() < self.max_idle {
             c.reset();
@@ -117,10 +130,11 @@ impl History {
             return;
         }
         if self.buf.len() < w {
-            // Still filling: grow geometrically, never past the window.
+            // Still filling: grow in few steps (4 KiB, then ×4), never past the window. Each
+            // step leaves a hole in the heap; few and page-sized ones are reused well.
             let want = (self.buf.len() + data.len()).min(w);
             if want > self.buf.capacity() {
-                let cap = want.max(self.buf.capacity() * 2).min(w);
+                let cap = want.max(self.buf.capacity() * 4).max(4096).min(w);
                 self.buf.reserve_exact(cap - self.buf.len());
             }
             let n = data.len().min(w - self.buf.len());
@@ -238,10 +252,11 @@ impl PerMessageDeflate {
         self
     }
 
-    /// Whether a message of `len` bytes should be compressed (it reaches the threshold).
+    /// Whether a message of `len` bytes should be compressed: it reaches the threshold, and
+    /// the peer allows a window zlib can compress with (9 bits or more).
     #[must_use]
     pub fn should_compress(&self, len: usize) -> bool {
-        len >= self.tx.threshold
+        len >= self.tx.threshold && self.tx.dir.window_bits >= MIN_COMPRESS_WINDOW_BITS
     }
 
     /// Compresses `payload` as one message, appending the compressed bytes (without the
@@ -293,6 +308,25 @@ impl PerMessageDeflate {
             pool.put_compressor(bits, tx.level, engine);
         } else {
             tx.engine = Some(engine);
+        }
+    }
+
+    /// Flushes what the compressor holds of the message being written in parts into `out`
+    /// (a sync flush; its `00 00 ff ff` marker stays inside the message, which the peer inflates
+    /// as an empty block), so that everything written so far can be sent now. The message goes
+    /// on with [`compress_part`](PerMessageDeflate::compress_part).
+    pub fn flush_part(&mut self, out: &mut Vec<u8>) {
+        let Some(engine) = self.tx.engine.as_mut().filter(|_| self.tx.in_message) else {
+            return;
+        };
+        loop {
+            if out.len() == out.capacity() {
+                out.reserve(64);
+            }
+            let _ = engine.compress_vec(&[], out, FlushCompress::Sync);
+            if out.len() < out.capacity() {
+                break;
+            }
         }
     }
 

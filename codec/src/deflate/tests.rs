@@ -60,17 +60,16 @@ fn offers_accepted_with_their_parameters() {
             "x-webkit-deflate-frame, permessage-deflate; bogus, permessage-deflate; server_max_window_bits=12",
             "permessage-deflate; server_max_window_bits=12",
         ),
-        // An 8-bit server window cannot be produced by zlib: declined, the next offer taken.
+        // An 8-bit server window is agreed to (our messages then go out uncompressed).
         (
             "permessage-deflate; server_max_window_bits=8, permessage-deflate",
-            "permessage-deflate",
+            "permessage-deflate; server_max_window_bits=8",
         ),
     ];
     for (offered, response) in cases {
         let a = offer(offered).unwrap_or_else(|| panic!("{offered} declined"));
         assert_eq!(a.to_string(), response, "{offered}");
     }
-    assert_eq!(offer("permessage-deflate; server_max_window_bits=8"), None);
     assert_eq!(offer("x-webkit-deflate-frame"), None);
     // Several header lines are one list.
     let a = negotiate(
@@ -143,7 +142,6 @@ fn client_checks_the_response() {
         "x-webkit-deflate-frame",
         "permessage-deflate, permessage-deflate",
         "permessage-deflate; client_max_window_bits",
-        "permessage-deflate; client_max_window_bits=8",
         "permessage-deflate; server_max_window_bits",
         "permessage-deflate; unknown",
         "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
@@ -194,9 +192,12 @@ fn the_server_accepts_what_the_client_offers() {
             "{offer}"
         );
     }
-    // Asking a server of ours for an 8-bit window gets no compression rather than a lie.
+    // A server of ours asked for an 8-bit window agrees, and then sends uncompressed.
     let eight = client_offer(&DeflateConfig::new().peer_max_window_bits(8));
-    assert_eq!(negotiate([eight.as_str()], &DeflateConfig::new()), None);
+    let a = negotiate([eight.as_str()], &DeflateConfig::new()).unwrap();
+    assert_eq!(a.outgoing(Role::Server).window_bits, 8);
+    let server = PerMessageDeflate::new(Role::Server, &a, &DeflateConfig::new());
+    assert!(!server.should_compress(1 << 20));
 }
 
 fn pair(
@@ -511,6 +512,18 @@ fn a_message_compressed_in_parts_inflates_whole() {
             for (i, part) in msg.chunks(1024).enumerate() {
                 let last = (i + 1) * 1024 >= msg.len();
                 server.compress_part(part, last, &mut wire, &mut pool);
+                if i % 7 == 3 && !last {
+                    // Everything written so far is in `wire` after a flush.
+                    server.flush_part(&mut wire);
+                    let (_, mut probe) = pair(takeover, 15, 15);
+                    if round == 0 {
+                        let mut seen = Vec::new();
+                        probe
+                            .decompress(&wire, false, &mut seen, 1 << 30, &mut pool)
+                            .unwrap();
+                        assert_eq!(seen, msg[..(i + 1) * 1024]);
+                    }
+                }
             }
             assert_eq!(
                 inflate_all(&mut client, &wire, &mut pool).unwrap(),
@@ -519,4 +532,34 @@ fn a_message_compressed_in_parts_inflates_whole() {
             );
         }
     }
+}
+
+#[test]
+fn an_eight_bit_window_is_stored_not_compressed() {
+    // Our client limited to 8 bits by a server: whole messages are not compressed, and a
+    // message written in parts is stored, which an inflater with a 256-byte window (here: a
+    // 9-bit one, flate2's smallest, checked for references) reads back.
+    let c = DeflateConfig::new();
+    let a = accept_response(["permessage-deflate; client_max_window_bits=8"], &c)
+        .unwrap()
+        .unwrap();
+    let mut pool = Pool::default();
+    let mut client = PerMessageDeflate::new(Role::Client, &a, &c);
+    assert!(!client.should_compress(4096));
+    let msg = corpus(3, 5000);
+    let mut wire = Vec::new();
+    client.compress_part(&msg[..2000], false, &mut wire, &mut pool);
+    client.compress_part(&msg[2000..], true, &mut wire, &mut pool);
+    assert!(
+        wire.len() >= msg.len(),
+        "stored, not compressed: {}",
+        wire.len()
+    );
+    wire.extend_from_slice(&TAIL_BYTES);
+    let mut strict = Decompress::new_with_window_bits(false, 9);
+    let mut plain = Vec::with_capacity(msg.len() + 64);
+    strict
+        .decompress_vec(&wire, &mut plain, FlushDecompress::Sync)
+        .unwrap();
+    assert_eq!(plain, msg);
 }

@@ -588,12 +588,40 @@ impl Write for MessageWriter {
         Ok(n)
     }
 
-    /// Sends what is buffered as a (non-final) fragment.
+    /// Sends what is buffered as a (non-final) fragment; with compression, everything the
+    /// compressor holds too (a sync flush).
     fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() && !self.done {
+        if self.done {
+            return Ok(());
+        }
+        if !self.buf.is_empty() {
             self.send_fragment(false)?;
         }
-        Ok(())
+        let mut out = lock(&self.shared.out);
+        if out.close_sent {
+            return Err(Error::CloseSent.into());
+        }
+        let Some(mut d) = out.deflate.take() else {
+            return Ok(());
+        };
+        d.pmd.flush_part(&mut d.out);
+        let sent = if d.out.is_empty() {
+            Ok(())
+        } else {
+            let op = if self.started {
+                OpCode::Continuation
+            } else {
+                opcode(self.kind)
+            };
+            let r = out.send_frame(op, false, !self.started, &d.out);
+            d.clear();
+            self.pending = 0;
+            self.started |= r.is_ok();
+            r
+        };
+        out.deflate = Some(d);
+        self.shared.flush_pong(&mut out);
+        Ok(sent?)
     }
 }
 

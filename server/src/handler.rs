@@ -285,6 +285,12 @@ impl WebSocket<'_> {
         self.io.subprotocol(self.id, self.conn)
     }
 
+    /// Whether permessage-deflate was negotiated (then messages from the threshold up are sent
+    /// compressed, and compressed ones from the peer arrive inflated).
+    pub fn compressed(&self) -> bool {
+        self.conn.compressed()
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.conn.peer_addr()

@@ -225,6 +225,10 @@ impl Conn {
         self.decoder.set_config(config);
     }
 
+    pub(crate) fn compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
     pub(crate) fn buffered_amount(&self) -> usize {
         self.output.as_ref().map_or(0, |o| o.queued())
     }

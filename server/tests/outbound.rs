@@ -7,8 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use sockeye_server::{
-    CloseCode, Config, ConnId, Connect, Echo, Handler, Message, OwnedMessage, PreparedMessage,
-    Server, WebSocket,
+    CloseCode, Compression, Config, ConnId, Connect, Echo, Handler, Message, OwnedMessage,
+    PreparedMessage, Server, WebSocket,
 };
 
 #[derive(Debug, PartialEq)]
@@ -17,6 +17,8 @@ enum Seen {
     Message(u64, bool, Vec<u8>),
     Closed(Option<CloseCode>),
     Failed(u64, String),
+    /// Sent before `Open` when permessage-deflate was negotiated.
+    Compressed(u64),
 }
 
 /// Sends a script of messages on open (every send path: copied, owned, prepared), reports
@@ -29,6 +31,9 @@ struct Probe {
 impl Handler for Probe {
     fn on_open(&mut self, ws: &mut WebSocket<'_>) {
         let token = ws.token().expect("an outbound connection");
+        if ws.compressed() {
+            self.tx.send(Seen::Compressed(token)).unwrap();
+        }
         self.tx
             .send(Seen::Open(token, ws.subprotocol().map(str::to_owned)))
             .unwrap();
@@ -58,10 +63,15 @@ impl Handler for Probe {
 }
 
 fn runtime(tx: Sender<Seen>, big: Vec<u8>) -> Server {
+    runtime_with(tx, big, Compression::Disabled)
+}
+
+fn runtime_with(tx: Sender<Seen>, big: Vec<u8>, compression: Compression) -> Server {
     let config = Config::new("127.0.0.1:0".parse().unwrap())
         .listen(false)
         .workers(2)
-        .max_message(8 << 20);
+        .max_message(8 << 20)
+        .compression(compression);
     Server::start(config, move |_| Probe {
         tx: tx.clone(),
         big: big.clone(),
@@ -75,35 +85,54 @@ fn next(rx: &mpsc::Receiver<Seen>) -> Seen {
 
 #[test]
 fn outbound_echo_against_our_server() {
+    outbound_echo(Compression::Disabled);
+}
+
+/// Both ends compress (each send path: copied, owned; prepared frames go out plain).
+#[test]
+fn outbound_echo_with_compression() {
+    outbound_echo(Compression::ContextTakeover);
+    outbound_echo(Compression::NoContextTakeover);
+}
+
+fn outbound_echo(compression: Compression) {
     let server = Server::start(
         Config::new("127.0.0.1:0".parse().unwrap())
             .workers(1)
             .subprotocol("chat")
-            .max_message(8 << 20),
+            .max_message(8 << 20)
+            .compression(compression),
         |_| Echo,
     )
     .unwrap();
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 % 253) as u8).collect();
     let (tx, rx) = mpsc::channel();
-    let rt = runtime(tx, big.clone());
+    let rt = runtime_with(tx, big.clone(), compression);
     let url = format!("ws://{}/chat", server.local_addr());
     for token in 0..4 {
         rt.connect(Connect::new(&url).unwrap().token(token).protocol("chat"))
             .unwrap();
     }
     let mut per_token = vec![Vec::new(); 4];
-    let mut opened = 0;
+    let (mut opened, mut compressed) = (0, 0);
     while per_token.iter().map(Vec::len).sum::<usize>() < 12 {
         match next(&rx) {
             Seen::Open(_, proto) => {
                 assert_eq!(proto.as_deref(), Some("chat"));
                 opened += 1;
             }
+            Seen::Compressed(_) => compressed += 1,
             Seen::Message(t, text, data) => per_token[t as usize].push((text, data)),
             other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(opened, 4);
+    let expected = if compression == Compression::Disabled {
+        0
+    } else {
+        4
+    };
+    assert_eq!(compressed, expected, "{compression:?}");
     for (t, got) in per_token.iter().enumerate() {
         assert_eq!(got[0], (true, format!("hello from {t}").into_bytes()));
         assert!(got[1] == (false, big.clone()), "owned 3 MB echo");

@@ -393,8 +393,8 @@ impl PerMessageDeflate {
     /// always (the next message then starts without references to earlier ones: a little less
     /// compression for it, no state kept meanwhile), the inflater without context takeover or
     /// when the connection keeps the peer's history
-    /// ([`with_idle_release`](PerMessageDeflate::with_idle_release)). Returns whether an engine was released. Call it when the connection
-    /// goes idle.
+    /// ([`with_idle_release`](PerMessageDeflate::with_idle_release)). Returns whether an engine
+    /// was released. Call it when the connection goes idle.
     pub fn park(&mut self, pool: &mut Pool) -> bool {
         let mut released = false;
         if !self.tx.in_message

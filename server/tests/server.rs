@@ -762,3 +762,33 @@ fn our_client_and_server_compress_with_every_window() {
         server.join().unwrap();
     }
 }
+
+/// A streaming handler gets compressed messages inflated piece by piece, and its read limit
+/// applies to the inflated size.
+#[test]
+fn streaming_handler_gets_inflated_pieces_within_its_limit() {
+    use sockeye_server::client::{self, DialOptions, Message as CMessage};
+    let config = config()
+        .recv_buffers(8, 4096)
+        .compression(sockeye_server::Compression::ContextTakeover);
+    let server = Server::start(config, |_| Counter {
+        bytes: 0,
+        pieces: 0,
+    })
+    .unwrap();
+    let url = format!("ws://{}/", server.local_addr());
+    let opts = DialOptions::new().compression(sockeye_server::Compression::ContextTakeover);
+    let mut conn = client::dial(&url, &opts).unwrap();
+    let blob: Vec<u8> = (0..900u32 << 10).map(|i| (i % 251) as u8).collect();
+    conn.write_binary(&blob).unwrap();
+    assert_eq!(
+        conn.read().unwrap(),
+        CMessage::Text(format!("{} bytes", 900 << 10))
+    );
+    // 2 MiB of zeros is a few KiB on the wire, over the 1 MiB limit once inflated: 1009.
+    conn.write_binary(&vec![0u8; 2 << 20]).unwrap();
+    let e = conn.read().unwrap_err();
+    assert_eq!(e.close_code(), Some(sockeye_server::CloseCode(1009)), "{e}");
+    server.shutdown();
+    server.join().unwrap();
+}

@@ -19,6 +19,29 @@ pub enum Compression {
     NoContextTakeover,
 }
 
+impl Compression {
+    /// The codec policy for this mode (`None` when disabled).
+    pub fn deflate_config(self) -> Option<DeflateConfig> {
+        match self {
+            Compression::Disabled => None,
+            Compression::ContextTakeover => Some(DeflateConfig::new()),
+            Compression::NoContextTakeover => Some(DeflateConfig::new().no_context_takeover()),
+        }
+    }
+}
+
+/// `config` with `threshold` applied if one was set.
+pub(crate) fn with_threshold(
+    config: Option<DeflateConfig>,
+    threshold: Option<usize>,
+) -> Option<DeflateConfig> {
+    let d = config?;
+    Some(match threshold {
+        Some(t) => d.threshold(t),
+        None => d,
+    })
+}
+
 /// What to do with a broadcast subscriber whose send queue is over its bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowPolicy {
@@ -96,11 +119,7 @@ impl Config {
     /// leaves as one frame. Broadcasts ([`WebSocket::publish`](crate::WebSocket::publish)) are
     /// framed once for every subscriber and so go out uncompressed.
     pub fn compression(mut self, mode: Compression) -> Self {
-        self.deflate = match mode {
-            Compression::Disabled => None,
-            Compression::ContextTakeover => Some(DeflateConfig::new()),
-            Compression::NoContextTakeover => Some(DeflateConfig::new().no_context_takeover()),
-        };
+        self.deflate = mode.deflate_config();
         self
     }
 
@@ -119,11 +138,7 @@ impl Config {
 
     /// The permessage-deflate policy in effect, threshold applied.
     pub(crate) fn deflate_config(&self) -> Option<DeflateConfig> {
-        let d = self.deflate?;
-        Some(match self.compression_threshold {
-            Some(t) => d.threshold(t),
-            None => d,
-        })
+        with_threshold(self.deflate, self.compression_threshold)
     }
 
     /// Whether the workers listen on the bind address (default true). Without a listener they

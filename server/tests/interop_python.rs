@@ -28,6 +28,27 @@ fn have_websockets() -> bool {
     found
 }
 
+/// Starts `interop/python_server.py` (Python `websockets`' echo server); returns the process
+/// (it serves until its stdin closes) and its URL.
+fn python_server() -> (std::process::Child, String) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_server.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/", port.trim());
+    (child, url)
+}
+
 #[test]
 fn python_websockets_client() {
     if !have_websockets() {
@@ -64,21 +85,7 @@ fn python_websockets_server() {
     if !have_websockets() {
         return;
     }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/python_server.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let url = format!("ws://127.0.0.1:{}/", port.trim());
+    let (mut child, url) = python_server();
 
     let options = DialOptions::new().protocol("chat").read_limit(None);
     let mut conn = client::dial(&url, &options).unwrap();
@@ -168,21 +175,7 @@ fn python_websockets_server_with_compression() {
     if !have_websockets() {
         return;
     }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/python_server.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let url = format!("ws://127.0.0.1:{}/", port.trim());
+    let (mut child, url) = python_server();
     let text = "{\"id\": 1, \"name\": \"sockeye\", \"note\": \"κόσμε 𝄞\"} ".repeat(30);
     let big = "lorem ipsum dolor sit amet ".repeat(80_000);
     let configs = [

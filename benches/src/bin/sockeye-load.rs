@@ -77,12 +77,7 @@ enum Deflate {
 
 impl Deflate {
     fn config(self) -> Option<sockeye_codec::deflate::DeflateConfig> {
-        use sockeye_codec::deflate::DeflateConfig;
-        match self {
-            Deflate::Off => None,
-            Deflate::Takeover => Some(DeflateConfig::new()),
-            Deflate::NoTakeover => Some(DeflateConfig::new().no_context_takeover()),
-        }
+        self.mode().deflate_config()
     }
 
     fn mode(self) -> sockeye_server::Compression {

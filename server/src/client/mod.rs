@@ -141,11 +141,7 @@ impl DialOptions {
     /// from the server are inflated, with the read limit applying to their inflated size.
     #[must_use]
     pub fn compression(mut self, mode: Compression) -> Self {
-        self.deflate = match mode {
-            Compression::Disabled => None,
-            Compression::ContextTakeover => Some(DeflateConfig::new()),
-            Compression::NoContextTakeover => Some(DeflateConfig::new().no_context_takeover()),
-        };
+        self.deflate = mode.deflate_config();
         self
     }
 
@@ -165,11 +161,7 @@ impl DialOptions {
     }
 
     fn deflate_config(&self) -> Option<DeflateConfig> {
-        let d = self.deflate?;
-        Some(match self.compression_threshold {
-            Some(t) => d.threshold(t),
-            None => d,
-        })
+        crate::config::with_threshold(self.deflate, self.compression_threshold)
     }
 
     /// Adds a request header. The headers of the upgrade itself (`Upgrade`, `Connection`,

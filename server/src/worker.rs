@@ -1646,9 +1646,6 @@ fn inflate<H: Handler>(
 ) -> Result<(), sockeye_codec::Error> {
     let limit = conn.decoder.config().max_message_size();
     let text = d.kind == DataKind::Text;
-    let Some(mut c) = conn.deflate.take() else {
-        return Err(sockeye_codec::Error::ReservedBits); // the decoder allows RSV1 only if negotiated
-    };
     let streaming = handler.streaming();
     let whole = d.message_start && d.message_fin;
     let mut buf = if streaming || whole {
@@ -1660,18 +1657,19 @@ fn inflate<H: Handler>(
         }
         std::mem::take(&mut input.message)
     };
-    let r = io.deflate.inflate(
+    let Some(c) = conn.deflate.as_deref_mut() else {
+        return Err(sockeye_codec::Error::ReservedBits); // the decoder allows RSV1 only if negotiated
+    };
+    io.deflate.inflate(
         id,
-        &mut c,
+        c,
         d.payload,
         d.message_start,
         d.message_fin,
         text,
         &mut buf,
         limit,
-    );
-    conn.deflate = Some(c);
-    r?;
+    )?;
     if streaming {
         let chunk = Chunk {
             text,

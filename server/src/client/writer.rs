@@ -371,7 +371,6 @@ impl Writer {
             fragment: fragment.max(1),
             started: false,
             done: false,
-            pending: 0,
         })
     }
 
@@ -502,8 +501,6 @@ pub struct MessageWriter {
     /// The first fragment (with the message's opcode) is out.
     started: bool,
     done: bool,
-    /// Compressed bytes of this message gathered and not sent yet.
-    pending: usize,
 }
 
 impl std::fmt::Debug for MessageWriter {
@@ -533,12 +530,17 @@ impl MessageWriter {
         result
     }
 
-    fn send_fragment(&mut self, fin: bool) -> Result<(), Error> {
-        let op = if self.started {
+    /// The opcode of the next frame: the message's first, continuations after.
+    fn opcode(&self) -> OpCode {
+        if self.started {
             OpCode::Continuation
         } else {
             opcode(self.kind)
-        };
+        }
+    }
+
+    fn send_fragment(&mut self, fin: bool) -> Result<(), Error> {
+        let op = self.opcode();
         let mut out = lock(&self.shared.out);
         if out.close_sent {
             return Err(Error::CloseSent);
@@ -551,10 +553,8 @@ impl MessageWriter {
                 let sent = if fin || d.out.len() >= self.fragment {
                     let r = out.send_frame(op, fin, !self.started, &d.out);
                     d.clear();
-                    self.pending = 0;
                     r
                 } else {
-                    self.pending = d.out.len();
                     self.buf.clear();
                     out.deflate = Some(d);
                     self.shared.flush_pong(&mut out);
@@ -608,14 +608,8 @@ impl Write for MessageWriter {
         let sent = if d.out.is_empty() {
             Ok(())
         } else {
-            let op = if self.started {
-                OpCode::Continuation
-            } else {
-                opcode(self.kind)
-            };
-            let r = out.send_frame(op, false, !self.started, &d.out);
+            let r = out.send_frame(self.opcode(), false, !self.started, &d.out);
             d.clear();
-            self.pending = 0;
             self.started |= r.is_ok();
             r
         };

@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use sockeye_codec::{Close, CloseCode, Header, OpCode};
+use sockeye_codec::{Close, CloseCode, Header, OpCode, apply_mask};
 
 use crate::worker::{Conn, ConnId, Io};
 
@@ -196,11 +196,26 @@ pub(crate) fn put_frame(out: &mut BytesMut, op: OpCode, payload: &[u8]) {
 
 /// Appends the header of an unmasked server frame with a `len`-byte payload to `out`.
 pub(crate) fn put_header(out: &mut BytesMut, op: OpCode, len: usize) {
-    let mut header = [0u8; 14];
-    let n = Header::new(op, len as u64)
-        .encode(&mut header)
-        .expect("14 bytes hold any header");
-    out.extend_from_slice(&header[..n]);
+    put_encoded_header(out, &Header::new(op, len as u64));
+}
+
+/// Appends `header`, encoded, to `out`.
+pub(crate) fn put_encoded_header(out: &mut BytesMut, header: &Header) {
+    let mut buf = [0u8; 14];
+    let n = header.encode(&mut buf).expect("14 bytes hold any header");
+    out.extend_from_slice(&buf[..n]);
+}
+
+/// Appends a frame with `header` (whose length is `payload`'s) and `payload`, masked in place
+/// in `out` when the header carries a key.
+pub(crate) fn put_frame_with(out: &mut BytesMut, header: &Header, payload: &[u8]) {
+    debug_assert_eq!(header.payload_len, payload.len() as u64);
+    put_encoded_header(out, header);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = header.mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
 }
 
 /// A handle to one connection, lent to the handler for the duration of a callback.

@@ -18,7 +18,8 @@ use sockeye_codec::{
 use crate::compress::{ConnDeflate, Deflater};
 use crate::config::{Config, SlowPolicy};
 use crate::handler::{
-    Chunk, Handler, Message, OwnedMessage, SendStatus, WebSocket, put_frame, put_header,
+    Chunk, Handler, Message, OwnedMessage, SendStatus, WebSocket, put_encoded_header, put_frame,
+    put_frame_with, put_header,
 };
 use crate::hub::{Hub, Inbox, WorkerStats};
 use crate::masks::MaskKeys;
@@ -229,6 +230,11 @@ impl Conn {
         self.deflate.is_some()
     }
 
+    /// Whether a data message of `len` bytes goes out compressed.
+    fn compresses(&self, op: OpCode, len: usize) -> bool {
+        !op.is_control() && self.deflate.as_ref().is_some_and(|d| d.wants(len))
+    }
+
     pub(crate) fn buffered_amount(&self) -> usize {
         self.output.as_ref().map_or(0, |o| o.queued())
     }
@@ -322,12 +328,7 @@ impl Io {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
-        if !op.is_control()
-            && conn
-                .deflate
-                .as_ref()
-                .is_some_and(|d| d.wants(payload.len()))
-        {
+        if conn.compresses(op, payload.len()) {
             return self.send_compressed(id, conn, op, payload);
         }
         match conn.mask(self) {
@@ -349,20 +350,12 @@ impl Io {
         let mut buf = self.deflate.take_out_scratch();
         let c = conn.deflate.as_deref_mut().expect("checked by the caller");
         self.deflate.compress(id, c, payload, &mut buf);
-        let out = &mut conn.output().staged;
         let header = Header {
             rsv1: true,
             mask,
             ..Header::new(op, buf.len() as u64)
         };
-        let mut h = [0u8; 14];
-        let n = header.encode(&mut h).expect("14 bytes hold any header");
-        out.extend_from_slice(&h[..n]);
-        let at = out.len();
-        out.extend_from_slice(&buf);
-        if let Some(key) = mask {
-            apply_mask(&mut out[at..], key, 0);
-        }
+        put_frame_with(&mut conn.output().staged, &header, &buf);
         self.deflate.put_out_scratch(buf);
         self.after_queue(id, conn)
     }
@@ -394,12 +387,7 @@ impl Io {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
-        if !op.is_control()
-            && conn
-                .deflate
-                .as_ref()
-                .is_some_and(|d| d.wants(payload.len()))
-        {
+        if conn.compresses(op, payload.len()) {
             return self.send_compressed(id, conn, op, &payload);
         }
         let mask = conn.mask(self);
@@ -409,7 +397,7 @@ impl Io {
             Some(key) => {
                 // Our own buffer: masked in place.
                 apply_mask(&mut payload, key, 0);
-                put_masked_header(&mut out.staged, op, payload.len(), key);
+                put_encoded_header(&mut out.staged, &masked_header(op, payload.len(), key));
             }
         }
         out.push(Bytes::from(payload));
@@ -1341,21 +1329,15 @@ fn client_handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: 
 
 /// Appends a masked frame: the header with `key`, then `payload` masked in place in `out`.
 fn put_masked_frame(out: &mut BytesMut, op: OpCode, payload: &[u8], key: [u8; 4]) {
-    put_masked_header(out, op, payload.len(), key);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], key, 0);
+    put_frame_with(out, &masked_header(op, payload.len(), key), payload);
 }
 
-/// Appends the header of a masked client frame with a `len`-byte payload.
-fn put_masked_header(out: &mut BytesMut, op: OpCode, len: usize, key: [u8; 4]) {
-    let mut header = [0u8; 14];
-    let h = Header {
+/// The header of a masked client frame with a `len`-byte payload.
+fn masked_header(op: OpCode, len: usize, key: [u8; 4]) -> Header {
+    Header {
         mask: Some(key),
         ..Header::new(op, len as u64)
-    };
-    let n = h.encode(&mut header).expect("14 bytes hold any header");
-    out.extend_from_slice(&header[..n]);
+    }
 }
 
 /// Tries to complete the upgrade from the request bytes received so far.

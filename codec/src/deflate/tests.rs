@@ -224,18 +224,16 @@ fn inflate_all(d: &mut PerMessageDeflate, wire: &[u8], pool: &mut Pool) -> Resul
     Ok(out)
 }
 
+/// "Hello" compressed as one message (RFC 7692 §7.2.3.1).
+const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
 #[test]
 fn rfc7692_examples_inflate() {
     let mut pool = Pool::default();
     let (_, mut client) = pair(true, 15, 15);
     // §7.2.3.1 "Hello" compressed, then §7.2.3.2 the same again referring back to the first.
     assert_eq!(
-        inflate_all(
-            &mut client,
-            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
-            &mut pool
-        )
-        .unwrap(),
+        inflate_all(&mut client, &HELLO, &mut pool).unwrap(),
         b"Hello"
     );
     assert_eq!(
@@ -259,12 +257,7 @@ fn rfc7692_examples_inflate() {
         b"Hello"
     );
     assert_eq!(
-        inflate_all(
-            &mut client,
-            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
-            &mut pool
-        )
-        .unwrap(),
+        inflate_all(&mut client, &HELLO, &mut pool).unwrap(),
         b"Hello"
     );
     // What our compressor writes inflates with an independent inflater.

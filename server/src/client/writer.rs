@@ -524,7 +524,7 @@ impl MessageWriter {
             return Ok(());
         }
         self.done = true;
-        let result = self.send_fragment(true);
+        let result = self.send_fragment(true, false);
         lock(&self.shared.out).streaming = None;
         self.shared.out_free.notify_all();
         result
@@ -539,28 +539,37 @@ impl MessageWriter {
         }
     }
 
-    fn send_fragment(&mut self, fin: bool) -> Result<(), Error> {
+    /// Sends what is buffered as a fragment (the last if `fin`). With compression the bytes
+    /// go through the compressor, and a frame leaves once `fragment` bytes of output have
+    /// gathered, at the end, or on `flush` (a sync flush of everything written so far).
+    fn send_fragment(&mut self, fin: bool, flush: bool) -> Result<(), Error> {
         let op = self.opcode();
         let mut out = lock(&self.shared.out);
         if out.close_sent {
             return Err(Error::CloseSent);
         }
         let sent = match out.deflate.take() {
+            None if flush && self.buf.is_empty() => return Ok(()), // nothing to send
             None => out.send(op, fin, &self.buf),
             Some(mut d) => {
                 d.pmd.compress_part(&self.buf, fin, &mut d.out, &mut d.pool);
-                // Compressed output goes out in frames of at least the fragment size.
-                let sent = if fin || d.out.len() >= self.fragment {
+                if flush {
+                    d.pmd.flush_part(&mut d.out);
+                }
+                let due = fin || d.out.len() >= self.fragment || (flush && !d.out.is_empty());
+                let sent = if due {
                     let r = out.send_frame(op, fin, !self.started, &d.out);
                     d.clear();
                     r
                 } else {
-                    self.buf.clear();
-                    out.deflate = Some(d);
-                    self.shared.flush_pong(&mut out);
-                    return Ok(());
+                    Ok(())
                 };
                 out.deflate = Some(d);
+                if !due {
+                    self.buf.clear();
+                    self.shared.flush_pong(&mut out);
+                    return Ok(());
+                }
                 sent
             }
         };
@@ -583,7 +592,7 @@ impl Write for MessageWriter {
         let n = data.len().min(self.fragment - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
         if self.buf.len() == self.fragment {
-            self.send_fragment(false)?;
+            self.send_fragment(false, false)?;
         }
         Ok(n)
     }
@@ -591,31 +600,10 @@ impl Write for MessageWriter {
     /// Sends what is buffered as a (non-final) fragment; with compression, everything the
     /// compressor holds too (a sync flush).
     fn flush(&mut self) -> io::Result<()> {
-        if self.done {
-            return Ok(());
+        if !self.done {
+            self.send_fragment(false, true)?;
         }
-        if !self.buf.is_empty() {
-            self.send_fragment(false)?;
-        }
-        let mut out = lock(&self.shared.out);
-        if out.close_sent {
-            return Err(Error::CloseSent.into());
-        }
-        let Some(mut d) = out.deflate.take() else {
-            return Ok(());
-        };
-        d.pmd.flush_part(&mut d.out);
-        let sent = if d.out.is_empty() {
-            Ok(())
-        } else {
-            let r = out.send_frame(self.opcode(), false, !self.started, &d.out);
-            d.clear();
-            self.started |= r.is_ok();
-            r
-        };
-        out.deflate = Some(d);
-        self.shared.flush_pong(&mut out);
-        Ok(sent?)
+        Ok(())
     }
 }
 

@@ -85,6 +85,16 @@ pub struct Config {
     pub(crate) stats_interval: Option<Duration>,
     pub(crate) deflate: Option<DeflateConfig>,
     pub(crate) compression_threshold: Option<usize>,
+    pub(crate) pages: Vec<Page>,
+    pub(crate) metrics: bool,
+}
+
+/// A fixed document served to plain (non-upgrade) `GET` and `HEAD` requests for its path.
+#[derive(Debug, Clone)]
+pub(crate) struct Page {
+    pub(crate) path: String,
+    pub(crate) content_type: String,
+    pub(crate) body: bytes::Bytes,
 }
 
 impl Config {
@@ -111,6 +121,8 @@ impl Config {
             stats_interval: None,
             deflate: None,
             compression_threshold: None,
+            pages: Vec::new(),
+            metrics: true,
         }
     }
 
@@ -227,6 +239,41 @@ impl Config {
     pub fn recv_buffers(mut self, count: u16, size: usize) -> Self {
         self.recv_buffers = count.next_power_of_two();
         self.recv_buffer_size = size.max(4096);
+        self
+    }
+
+    /// Serves `body` as `content_type` to plain `GET` (and `HEAD`) requests for `path` (the
+    /// query string is ignored), on the WebSocket port; an upgrade request for the same path is
+    /// still an upgrade. Other plain requests get 426 Upgrade Required. `sockeye serve` uses it
+    /// for its demo page.
+    ///
+    /// ```
+    /// use sockeye_server::Config;
+    /// let config = Config::new("127.0.0.1:9001".parse().unwrap())
+    ///     .page("/", "text/html; charset=utf-8", "<!doctype html><p>hello</p>");
+    /// ```
+    pub fn page(
+        mut self,
+        path: impl Into<String>,
+        content_type: impl Into<String>,
+        body: impl Into<bytes::Bytes>,
+    ) -> Self {
+        let path = path.into();
+        self.pages.retain(|p| p.path != path);
+        self.pages.push(Page {
+            path,
+            content_type: content_type.into(),
+            body: body.into(),
+        });
+        self
+    }
+
+    /// Whether plain `GET /metrics` (Prometheus text format: connections, handshakes accepted
+    /// and refused by reason, messages and bytes each way, close codes sent and received,
+    /// backpressure, read-buffer memory; per-worker counters summed when scraped) and
+    /// `GET /healthz` (200 while accepting, 503 once shutting down) are answered. Default on.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
         self
     }
 

@@ -311,6 +311,39 @@ impl WebSocket<'_> {
         self.conn.peer_addr()
     }
 
+    /// The path (with its query) of the upgrade request, during [`Handler::on_open`] of an
+    /// accepted connection; `None` elsewhere (the request is not kept after the upgrade).
+    ///
+    /// ```
+    /// use sockeye_server::{Handler, WebSocket};
+    /// struct Rooms;
+    /// impl Handler for Rooms {
+    ///     fn on_open(&mut self, ws: &mut WebSocket<'_>) {
+    ///         if ws.request_path().is_some_and(|p| p.starts_with("/news")) {
+    ///             ws.subscribe();
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn request_path(&self) -> Option<&str> {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(self.io.request()?).ok()?;
+        req.path
+    }
+
+    /// The value of the upgrade request's first header named `name` (ASCII case-insensitive),
+    /// during [`Handler::on_open`] of an accepted connection; `None` elsewhere.
+    pub fn request_header(&self, name: &str) -> Option<&[u8]> {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(self.io.request()?).ok()?;
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
     /// Sets this connection's largest accepted message (from the next frame header on).
     pub fn set_read_limit(&mut self, bytes: u64) {
         self.conn.set_read_limit(bytes);
@@ -330,6 +363,11 @@ impl WebSocket<'_> {
     /// Subscribes this connection to published messages.
     pub fn subscribe(&mut self) {
         self.io.subscribe(self.id, self.conn);
+    }
+
+    /// Whether this connection is subscribed to published messages.
+    pub fn subscribed(&self) -> bool {
+        self.conn.subscribed()
     }
 
     fn send_frame(&mut self, op: OpCode, payload: &[u8]) -> SendStatus {

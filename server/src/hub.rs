@@ -34,8 +34,95 @@ struct Mailbox {
     notified: AtomicBool,
 }
 
-/// Counters of one worker. Only that worker writes them (relaxed stores, no contention); the
-/// stats reporter and scrapers sum them.
+/// Why an upgrade was refused, as counted in [`WorkerStats`] and labelled in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// 400: a malformed request or a bad WebSocket header.
+    BadRequest,
+    /// 403: the origin is not allowed.
+    Origin,
+    /// 405: not a GET.
+    Method,
+    /// 426: not an upgrade, or an unsupported WebSocket version.
+    NotUpgrade,
+    /// 431: the request was too large.
+    TooLarge,
+    /// 503: the server is shutting down.
+    ShuttingDown,
+    /// The request did not arrive within the handshake timeout.
+    Timeout,
+    /// Anything else (500).
+    Other,
+}
+
+impl Refusal {
+    /// Every reason, in the order of [`WorkerStats::refused`].
+    pub const ALL: [Refusal; 8] = [
+        Refusal::BadRequest,
+        Refusal::Origin,
+        Refusal::Method,
+        Refusal::NotUpgrade,
+        Refusal::TooLarge,
+        Refusal::ShuttingDown,
+        Refusal::Timeout,
+        Refusal::Other,
+    ];
+
+    /// The reason an HTTP error status stands for.
+    pub fn from_status(status: u16) -> Refusal {
+        match status {
+            400 => Refusal::BadRequest,
+            403 => Refusal::Origin,
+            405 => Refusal::Method,
+            426 => Refusal::NotUpgrade,
+            431 => Refusal::TooLarge,
+            503 => Refusal::ShuttingDown,
+            _ => Refusal::Other,
+        }
+    }
+
+    /// The label value used in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::BadRequest => "bad_request",
+            Refusal::Origin => "origin",
+            Refusal::Method => "method",
+            Refusal::NotUpgrade => "not_upgrade",
+            Refusal::TooLarge => "too_large",
+            Refusal::ShuttingDown => "shutting_down",
+            Refusal::Timeout => "timeout",
+            Refusal::Other => "other",
+        }
+    }
+}
+
+/// Close codes counted one by one: 1000 to 1015; then application codes 3000–3999 and
+/// 4000–4999 as two buckets, and a close frame without a code.
+pub const CLOSE_SLOTS: usize = 19;
+
+/// The counter slot of a close code (`None`: the frame carried no code).
+pub fn close_slot(code: Option<u16>) -> usize {
+    match code {
+        Some(c @ 1000..=1015) => usize::from(c - 1000),
+        Some(3000..=3999) => 16,
+        Some(4000..=4999) => 17,
+        Some(_) | None => 18,
+    }
+}
+
+/// The `/metrics` label of a close-code slot.
+pub fn close_slot_label(slot: usize) -> std::borrow::Cow<'static, str> {
+    match slot {
+        0..=15 => (1000 + slot).to_string().into(),
+        16 => "3xxx".into(),
+        17 => "4xxx".into(),
+        _ => "none".into(),
+    }
+}
+
+/// Counters of one worker. Only that worker writes them (relaxed load-and-store, no
+/// read-modify-write, no contention); the stats reporter and `/metrics` sum them.
 #[derive(Default)]
 #[repr(align(128))]
 pub struct WorkerStats {
@@ -45,8 +132,31 @@ pub struct WorkerStats {
     pub messages_in: AtomicU64,
     /// Messages (frames) queued for sending.
     pub messages_out: AtomicU64,
+    /// Bytes received from sockets (frames and handshakes).
+    pub bytes_in: AtomicU64,
+    /// Bytes written to sockets.
+    pub bytes_out: AtomicU64,
     /// Broadcast frames dropped because a worker's mailbox was full.
     pub dropped: AtomicU64,
+    /// Upgrades accepted (101 sent).
+    pub accepted: AtomicU64,
+    /// Upgrades refused, by [`Refusal`] (indexed as [`Refusal::ALL`]).
+    pub refused: [AtomicU64; 8],
+    /// Plain HTTP requests answered (pages, `/metrics`, `/healthz`).
+    pub http_requests: AtomicU64,
+    /// Close frames sent, by code slot ([`close_slot`]).
+    pub close_sent: [AtomicU64; CLOSE_SLOTS],
+    /// Close frames received, by code slot ([`close_slot`]).
+    pub close_received: [AtomicU64; CLOSE_SLOTS],
+    /// Times a connection's send queue went over the backpressure bound.
+    pub backpressure: AtomicU64,
+    /// Broadcast frames skipped for slow subscribers (policy `Drop`).
+    pub slow_skipped: AtomicU64,
+    /// Slow subscribers closed with 1008 (policy `Close`).
+    pub slow_closed: AtomicU64,
+    /// Bytes held by connections for reading: partial requests and frames, and messages
+    /// being assembled (the receive ring itself is fixed and not counted here).
+    pub read_buffer_bytes: AtomicU64,
 }
 
 impl WorkerStats {
@@ -62,6 +172,11 @@ impl WorkerStats {
             counter.load(Ordering::Relaxed).wrapping_sub(n),
             Ordering::Relaxed,
         );
+    }
+
+    pub(crate) fn refuse(&self, why: Refusal) {
+        let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(7);
+        Self::add(&self.refused[i], 1);
     }
 }
 
@@ -127,6 +242,14 @@ impl Hub {
     /// Called by worker `w` when woken, before it drains its mailbox.
     pub(crate) fn woken(&self, w: usize) {
         self.mailboxes[w].notified.store(false, Ordering::Release);
+    }
+
+    /// Open WebSocket connections on every worker.
+    pub(crate) fn open_connections(&self) -> u64 {
+        self.stats
+            .iter()
+            .map(|s| s.connections.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     /// Asks every worker to shut down gracefully.

@@ -34,6 +34,7 @@ mod config;
 mod connect;
 mod handler;
 mod handlers;
+mod http;
 mod hub;
 mod masks;
 mod ring;
@@ -50,7 +51,7 @@ pub use config::{Compression, Config, SlowPolicy};
 pub use connect::Connect;
 pub use handler::{Chunk, Handler, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket};
 pub use handlers::{Broadcast, Echo};
-pub use hub::{Poster, WorkerStats};
+pub use hub::{CLOSE_SLOTS, Poster, Refusal, WorkerStats, close_slot};
 pub use sockeye_codec::CloseCode;
 pub use sockeye_codec::deflate::DeflateConfig;
 pub use worker::ConnId;
@@ -69,6 +70,7 @@ pub struct WorkerContext {
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
     addr: SocketAddr,
+    config: Arc<Config>,
     hub: Arc<Hub>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
@@ -149,7 +151,12 @@ impl Server {
             threads.push(thread);
         }
         drop(ready_tx);
-        let server = Server { addr, hub, threads };
+        let server = Server {
+            addr,
+            config,
+            hub,
+            threads,
+        };
         for _ in 0..server.threads.len() {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
@@ -188,8 +195,14 @@ impl Server {
         &self.hub.stats
     }
 
-    /// Starts a graceful shutdown: stop accepting, close every connection with 1001, wait up
-    /// to the close timeout for the handshakes. [`Server::join`] waits for it to finish.
+    /// Every worker's counters, summed, in the Prometheus text format (what `GET /metrics`
+    /// answers), for applications that expose metrics elsewhere.
+    pub fn metrics(&self) -> String {
+        http::render_metrics(&self.config, &self.hub)
+    }
+
+    /// Starts a graceful shutdown: close every connection with 1001 and wait up to the close
+    /// timeout for the handshakes; meanwhile new requests (and `/healthz`) get 503. [`Server::join`] waits for it to finish.
     pub fn shutdown(&self) {
         self.hub.shutdown();
     }

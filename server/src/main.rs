@@ -10,7 +10,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sockeye_server::{Broadcast, Compression, Config, Echo, Server, SlowPolicy};
+use sockeye_server::{
+    Compression, Config, Handler, Message, OwnedMessage, PreparedMessage, Server, SlowPolicy,
+    WebSocket,
+};
+
+/// The demo page served on `GET /` (self-contained: no CDN, no build step).
+const DEMO_PAGE: &str = include_str!("demo.html");
 
 #[derive(Parser)]
 #[command(
@@ -128,6 +134,65 @@ struct ServeArgs {
     /// without; KiB suffixes allowed).
     #[arg(long, value_parser = parse_size)]
     compression_threshold: Option<u64>,
+    /// Do not serve the demo page (`GET /` then answers 426, and `/chat/...` and `/echo`
+    /// follow --mode like every other path).
+    #[arg(long)]
+    no_demo: bool,
+    /// Do not answer `GET /metrics` (Prometheus) and `GET /healthz`.
+    #[arg(long)]
+    no_metrics: bool,
+}
+
+/// What `sockeye serve` runs. Paths follow `--mode`, except that with the demo page on,
+/// `/chat/...` is a chat room (broadcast) and `/echo` echoes in either mode: the two panels of
+/// the page.
+struct Serve {
+    broadcast: bool,
+    demo: bool,
+}
+
+impl Serve {
+    fn broadcasts(&self, path: &str) -> bool {
+        let path = path.split('?').next().unwrap_or_default();
+        if self.demo && (path == "/chat" || path.starts_with("/chat/")) {
+            return true;
+        }
+        if self.demo && path == "/echo" {
+            return false;
+        }
+        self.broadcast
+    }
+}
+
+impl Handler for Serve {
+    fn on_open(&mut self, ws: &mut WebSocket<'_>) {
+        if self.broadcasts(ws.request_path().unwrap_or("/")) {
+            ws.subscribe();
+        }
+    }
+
+    fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
+        if ws.subscribed() {
+            let prepared = match msg {
+                Message::Text(t) => PreparedMessage::text(t),
+                Message::Binary(b) => PreparedMessage::binary(b),
+            };
+            ws.publish(&prepared);
+        } else {
+            match msg {
+                Message::Text(t) => ws.send_text(t),
+                Message::Binary(b) => ws.send_binary(b),
+            };
+        }
+    }
+
+    fn on_message_owned(&mut self, ws: &mut WebSocket<'_>, msg: OwnedMessage) {
+        if ws.subscribed() {
+            self.on_message(ws, msg.as_message());
+        } else {
+            ws.send_owned(msg);
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -314,7 +379,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             Slow::Close => SlowPolicy::Close,
             Slow::Drop => SlowPolicy::Drop,
         })
-        .compression(args.compression.into());
+        .compression(args.compression.into())
+        .metrics(!args.no_metrics);
+    if !args.no_demo {
+        config = config.page("/", "text/html; charset=utf-8", DEMO_PAGE);
+    }
     if let Some(t) = args.compression_threshold {
         config = config.compression_threshold(usize::try_from(t).unwrap_or(usize::MAX));
     }
@@ -338,10 +407,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let started = match args.mode {
-        Mode::Echo => Server::start(config, |_| Echo),
-        Mode::Broadcast => Server::start(config, |_| Broadcast),
-    };
+    let (broadcast, demo) = (matches!(args.mode, Mode::Broadcast), !args.no_demo);
+    let started = Server::start(config, move |_| Serve { broadcast, demo });
     let server = match started {
         Ok(s) => s,
         Err(e) => {
@@ -360,6 +427,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         Mode::Broadcast => "broadcast",
     };
     tracing::info!(url = %format!("ws://{}", server.local_addr()), mode, "sockeye serving");
+    if demo {
+        tracing::info!(page = %format!("http://{}/", server.local_addr()), "demo page");
+    }
     let interval = (!args.stats_interval.is_zero()).then_some(args.stats_interval);
     let mut last_in = 0u64;
     let mut last = std::time::Instant::now();

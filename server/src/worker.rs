@@ -21,7 +21,7 @@ use crate::handler::{
     Chunk, Handler, Message, OwnedMessage, SendStatus, WebSocket, put_encoded_header, put_frame,
     put_frame_with, put_header,
 };
-use crate::hub::{Hub, Inbox, WorkerStats};
+use crate::hub::{Hub, Inbox, Refusal, WorkerStats};
 use crate::masks::MaskKeys;
 use crate::ring::{self, BufRing, RecvBuf, Ring, SendQueue};
 use crate::timer::{TimerKind, Wheel};
@@ -226,6 +226,10 @@ impl Conn {
         self.decoder.set_config(config);
     }
 
+    pub(crate) fn subscribed(&self) -> bool {
+        self.sub != 0
+    }
+
     pub(crate) fn compressed(&self) -> bool {
         self.deflate.is_some()
     }
@@ -245,6 +249,13 @@ impl Conn {
 
     fn reading(&self) -> bool {
         matches!(self.state, State::Handshake | State::Open | State::Closing)
+    }
+
+    /// Heap bytes held for reading (the `read_buffer_bytes` gauge).
+    fn input_bytes(&self) -> u64 {
+        self.input.as_ref().map_or(0, |i| {
+            (std::mem::size_of::<Input>() + i.pending.capacity() + i.message.capacity()) as u64
+        })
     }
 
     fn input(&mut self) -> &mut Input {
@@ -281,6 +292,9 @@ pub(crate) struct Io {
     drained: Vec<ConnId>,
     /// permessage-deflate engines and policy.
     deflate: Deflater,
+    /// During `on_open` of an accepted connection: the bytes received so far, starting with
+    /// its upgrade request (lent by the connection, given back after the call).
+    request: Vec<u8>,
 }
 
 fn ticks(d: Duration) -> u32 {
@@ -306,6 +320,7 @@ impl Io {
         if conn.buffered_amount() > self.config.max_backpressure {
             if !conn.paused {
                 conn.paused = true;
+                WorkerStats::add(&self.stats().backpressure, 1);
                 if conn.recv_armed {
                     let _ = self
                         .ring
@@ -413,6 +428,8 @@ impl Io {
         let mask = conn.mask(self);
         let n = sockeye_codec::encode_close(&mut frame, &close, mask)
             .expect("validated code and reason fit a control frame");
+        let slot = crate::hub::close_slot(close.code.map(u16::from));
+        WorkerStats::add(&self.stats().close_sent[slot], 1);
         conn.output().staged.extend_from_slice(&frame[..n]);
         conn.state = State::Closing;
         self.mark_dirty(id, conn);
@@ -445,6 +462,11 @@ impl Io {
 
     fn client_mut(&mut self, id: ConnId) -> Option<&mut ClientSide> {
         self.outbound.get_mut(id.slot as usize)?.as_deref_mut()
+    }
+
+    /// The upgrade request, while `on_open` runs for an accepted connection.
+    pub(crate) fn request(&self) -> Option<&[u8]> {
+        (!self.request.is_empty()).then_some(&self.request[..])
     }
 
     pub(crate) fn publish(&mut self, frame: Bytes) {
@@ -556,6 +578,7 @@ impl<H: Handler> Worker<H> {
                 outbound: Vec::new(),
                 drained: Vec::new(),
                 deflate,
+                request: Vec::new(),
             },
             handler,
             slab: Slab {
@@ -626,6 +649,9 @@ impl<H: Handler> Worker<H> {
             return false;
         };
         if self.slab.open > 0 && Instant::now() >= deadline {
+            if self.accept_armed {
+                let _ = self.io.ring.cancel(OP_ACCEPT << 56, OP_CANCEL << 56);
+            }
             for slot in 0..self.slab.conns.len() as u32 {
                 if let Some(conn) = self.slab.conns[slot as usize].as_mut() {
                     self.io.teardown(conn);
@@ -638,7 +664,10 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
-        self.slab.open == 0
+        // With its own connections gone, a worker still waits for the others' (until the
+        // deadline): its listener stays open, so that requests the kernel hands it get 503
+        // instead of a reset from a closed listener.
+        self.slab.open == 0 && (Instant::now() >= deadline || self.io.hub.open_connections() == 0)
     }
 
     /// Cancels the worker's own requests and waits (briefly) for every request to complete,
@@ -723,9 +752,8 @@ impl<H: Handler> Worker<H> {
             return;
         };
         self.fd_warned = false;
-        if self.shutdown_deadline.is_some() {
-            return; // dropping closes it
-        }
+        // While shutting down, new connections are still accepted: their requests get 503
+        // (`/healthz` too), which tells load balancers to move on.
         let _ = socket2::SockRef::from(&fd).set_tcp_nodelay(true);
         let (now, max) = (self.io.timers.now(), self.io.config.max_message);
         let (slot, epoch) = self
@@ -741,7 +769,7 @@ impl<H: Handler> Worker<H> {
 
     /// Arms the multishot accept unless it is armed or the worker is shutting down.
     fn arm_accept(&mut self) {
-        if self.accept_armed || self.shutdown_deadline.is_some() {
+        if self.accept_armed || self.shutdown_deadline.is_some_and(|d| Instant::now() >= d) {
             return;
         }
         let Some(l) = &self.listener else { return };
@@ -786,7 +814,14 @@ impl<H: Handler> Worker<H> {
         match (res, buf) {
             (n, Some(b)) if n > 0 => {
                 conn.last_rx = self.io.timers.now();
+                WorkerStats::add(&self.io.stats().bytes_in, n as u64);
+                let before = conn.input_bytes();
                 self.on_bytes(id, &b);
+                if let Some(conn) = self.slab.get(slot, epoch) {
+                    let after = conn.input_bytes();
+                    let gauge = &self.io.stats().read_buffer_bytes;
+                    WorkerStats::add(gauge, after.wrapping_sub(before));
+                }
                 self.bufs.recycle(b);
             }
             (_, b) => {
@@ -827,10 +862,14 @@ impl<H: Handler> Worker<H> {
                 let input = conn.input();
                 let room = self.io.config.max_request + 1
                     - input.pending.len().min(self.io.config.max_request);
-                input
-                    .pending
-                    .extend_from_slice(&data[..data.len().min(room)]);
+                let (head, rest) = data.split_at_mut(data.len().min(room));
+                input.pending.extend_from_slice(head);
                 handshake(&mut self.io, &mut self.handler, id, conn);
+                // Frames the client sent right behind its request, beyond what the request
+                // bound let into `pending`, follow what `open` already decoded.
+                if !rest.is_empty() && matches!(conn.state, State::Open | State::Closing) {
+                    feed(&mut self.io, &mut self.handler, id, conn, rest);
+                }
             }
             State::Open | State::Closing => {
                 feed(&mut self.io, &mut self.handler, id, conn, data);
@@ -855,6 +894,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         out.queue.complete(res as usize);
+        WorkerStats::add(&self.io.stats().bytes_out, res as u64);
         if out.queued() > 0 {
             self.io.mark_dirty(id, conn); // the rest goes out in this turn's flush
         } else {
@@ -896,6 +936,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         let mut conn = self.slab.remove(id.slot).expect("present");
+        WorkerStats::sub(&self.io.stats().read_buffer_bytes, conn.input_bytes());
         self.notify_close(id.slot, &mut conn, Some(CloseCode::ABNORMAL), "");
         if let Some(mut c) = conn.deflate.take() {
             self.io.deflate.release(&mut c);
@@ -980,6 +1021,9 @@ impl<H: Handler> Worker<H> {
             match (e.kind, conn.state) {
                 (TimerKind::Handshake, State::Handshake | State::Connecting) => {
                     tracing::debug!("handshake timeout");
+                    if !conn.outbound {
+                        self.io.stats().refuse(Refusal::Timeout);
+                    }
                     if conn.outbound
                         && let Some(c) = self.io.client_mut(id)
                     {
@@ -1055,11 +1099,10 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Stops accepting and closes every connection with 1001.
+    /// Closes every connection with 1001. Until they are all gone (or the close timeout
+    /// passes), new connections are still accepted and refused with 503.
     fn begin_shutdown(&mut self) {
         self.shutdown_deadline = Some(Instant::now() + self.io.config.close_timeout);
-        let _ = self.io.ring.cancel(OP_ACCEPT << 56, OP_CANCEL << 56);
-        self.listener = None;
         for slot in 0..self.slab.conns.len() as u32 {
             let Some(conn) = self.slab.conns[slot as usize].as_mut() else {
                 continue;
@@ -1077,7 +1120,8 @@ impl<H: Handler> Worker<H> {
                     };
                     self.io.start_close(id, conn, close);
                 }
-                State::Handshake => self.io.teardown(conn),
+                // Inbound requests in progress are answered 503 when complete.
+                State::Handshake if conn.outbound => self.io.teardown(conn),
                 State::Connecting => {
                     if let Some(c) = self.io.client_mut(id) {
                         c.error = Some("the runtime is shutting down".into());
@@ -1213,8 +1257,12 @@ impl<H: Handler> Worker<H> {
             }
             let over = conn.buffered_amount() + frame.len() > self.io.config.max_backpressure;
             match (over, self.io.config.slow_policy) {
-                (true, SlowPolicy::Drop) => continue,
+                (true, SlowPolicy::Drop) => {
+                    WorkerStats::add(&self.io.stats().slow_skipped, 1);
+                    continue;
+                }
                 (true, SlowPolicy::Close) => {
+                    WorkerStats::add(&self.io.stats().slow_closed, 1);
                     let close = Close {
                         code: Some(CloseCode::POLICY_VIOLATION),
                         reason: "too slow",
@@ -1351,6 +1399,17 @@ fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Co
         }
         Ok(Status::Partial { .. }) => None,
         Err(HandshakeError::TooManyHeaders) => Some(Err((431, "too many headers".into()))),
+        Err(e @ (HandshakeError::NotUpgrade | HandshakeError::MethodNotGet)) => {
+            match crate::http::respond(&io.config, &io.hub, &input.pending) {
+                Some(response) => {
+                    WorkerStats::add(&io.stats().http_requests, 1);
+                    conn.output().staged.extend_from_slice(&response);
+                    finish_refused(io, id, conn);
+                    return;
+                }
+                None => Some(Err((e.status(), e.to_string()))),
+            }
+        }
         Err(e) => Some(Err((e.status(), e.to_string()))),
         Ok(Status::Complete((req, len))) => Some(accept(io, &req).map(|a| (a, len))),
     };
@@ -1364,14 +1423,12 @@ fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Co
             let n = handshake::write_error_response(&mut resp, status, &body)
                 .expect("sized for the body");
             tracing::debug!(status, %body, "handshake refused");
+            io.stats().refuse(Refusal::from_status(status));
             conn.output().staged.extend_from_slice(&resp[..n]);
-            conn.state = State::Refused;
-            conn.close_after_send = true;
-            io.mark_dirty(id, conn);
-            io.timers
-                .schedule(id.slot, id.epoch, TimerKind::Close, io.close_ticks);
+            finish_refused(io, id, conn);
         }
         Ok((accepted, len)) => {
+            WorkerStats::add(&io.stats().accepted, 1);
             conn.output().staged.extend_from_slice(&accepted.response);
             io.mark_dirty(id, conn);
             conn.proto = accepted.proto;
@@ -1381,6 +1438,16 @@ fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Co
             open(io, handler, id, conn, &mut input.pending, len);
         }
     }
+}
+
+/// A plain HTTP response (or a refusal) is staged: the socket closes once it is sent, or at
+/// the close timeout.
+fn finish_refused(io: &mut Io, id: ConnId, conn: &mut Conn) {
+    conn.state = State::Refused;
+    conn.close_after_send = true;
+    io.mark_dirty(id, conn);
+    io.timers
+        .schedule(id.slot, id.epoch, TimerKind::Close, io.close_ticks);
 }
 
 /// The upgrade completed (either role): the connection opens, the handler hears of it, and the
@@ -1399,7 +1466,14 @@ fn open<H: Handler>(
     WorkerStats::add(&io.stats().connections, 1);
     io.timers
         .schedule(id.slot, id.epoch, TimerKind::Idle, io.idle_ticks);
+    if !conn.outbound {
+        std::mem::swap(&mut io.request, pending);
+    }
     handler.on_open(&mut WebSocket { id, conn, io });
+    if !conn.outbound {
+        std::mem::swap(&mut io.request, pending);
+        io.request.clear();
+    }
     pending.drain(..len);
     if !pending.is_empty() {
         let mut rest = std::mem::take(pending);
@@ -1425,6 +1499,9 @@ struct Accepted {
 /// Validates the request against the policy and writes the 101 response.
 fn accept(io: &Io, req: &Request<'_, '_>) -> Result<Accepted, (u16, String)> {
     let config = &io.config;
+    if io.hub.shutdown.load(Ordering::Acquire) {
+        return Err((503, "the server is shutting down".into()));
+    }
     if !config.insecure_skip_origin_check {
         let patterns: Vec<&str> = config.allowed_origins.iter().map(String::as_str).collect();
         if !handshake::origin_allowed(req.origin, req.host, &patterns) {
@@ -1574,6 +1651,8 @@ fn decode<H: Handler>(
                 }
             }
             Event::Close(c) => {
+                let slot = crate::hub::close_slot(c.code.map(u16::from));
+                WorkerStats::add(&io.stats().close_received[slot], 1);
                 if conn.state == State::Open {
                     // Answer with the same code (none if none came), then close the socket.
                     io.start_close(

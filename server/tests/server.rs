@@ -225,6 +225,45 @@ fn bad_frames_get_their_close_codes_and_others_go_on() {
     server.join().unwrap();
 }
 
+/// A client that sends frames right behind its request, in the same write (not waiting for
+/// the 101), and more of them than the request bound (8 KiB) holds: nothing is lost.
+#[test]
+fn frames_sent_with_the_request_are_all_read() {
+    let server = Server::start(config(), |_| Echo).unwrap();
+    let addr = server.local_addr();
+    let mut bytes = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    let sizes = [100_000usize, 5, 70_000];
+    for (i, n) in sizes.iter().enumerate() {
+        bytes.extend_from_slice(&[0x82, 0xff]);
+        bytes.extend_from_slice(&(*n as u64).to_be_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend(std::iter::repeat_n(i as u8 + 1, *n));
+    }
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&bytes).unwrap();
+    let mut resp = Vec::new();
+    let mut byte = [0u8];
+    while !resp.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        resp.push(byte[0]);
+    }
+    assert!(resp.starts_with(b"HTTP/1.1 101 "));
+    for (i, n) in sizes.iter().enumerate() {
+        let (header, payload) = read_frame(&mut s);
+        assert_eq!(header.opcode, sockeye_codec::OpCode::Binary);
+        assert_eq!(payload.len(), *n, "message {i}");
+        assert!(payload.iter().all(|b| *b == i as u8 + 1), "message {i}");
+    }
+    drop(s);
+    server.shutdown();
+    server.join().unwrap();
+}
+
 fn http(addr: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -1,0 +1,208 @@
+//! Plain HTTP on the WebSocket port: configured pages, `/metrics` and `/healthz`. Each answer
+//! is one complete response with `Connection: close`; anything else that is not an upgrade
+//! keeps getting 426 Upgrade Required.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+
+use crate::config::Config;
+use crate::hub::{CLOSE_SLOTS, Hub, Refusal, WorkerStats, close_slot_label};
+
+/// The Prometheus text exposition format, version 0.0.4.
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The response to a complete plain request at the start of `buf`, if one of the routes
+/// serves it (`GET` or `HEAD`; the query string is ignored).
+pub(crate) fn respond(config: &Config, hub: &Hub, buf: &[u8]) -> Option<Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(_)) = req.parse(buf) else {
+        return None;
+    };
+    let head = match req.method? {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return None,
+    };
+    let path = req.path?.split(['?', '#']).next().unwrap_or_default();
+    let (status, content_type, body) = if config.metrics && path == "/metrics" {
+        (
+            200,
+            PROMETHEUS,
+            render_metrics(config, hub).into_bytes().into(),
+        )
+    } else if config.metrics && path == "/healthz" {
+        match hub.shutdown.load(Acquire) {
+            false => (200, "text/plain; charset=utf-8", "ok\n".into()),
+            true => (503, "text/plain; charset=utf-8", "shutting down\n".into()),
+        }
+    } else {
+        let page = config.pages.iter().find(|p| p.path == path)?;
+        (200, page.content_type.as_str(), page.body.clone())
+    };
+    Some(response(status, content_type, &body, head))
+}
+
+/// A complete response; `head` leaves the body out (the length stays that of the body).
+fn response(status: u16, content_type: &str, body: &[u8], head: bool) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        _ => "Service Unavailable",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// Every worker's counters, summed, in the Prometheus text format.
+pub(crate) fn render_metrics(config: &Config, hub: &Hub) -> String {
+    let stats = &hub.stats;
+    let sum = |f: &dyn Fn(&WorkerStats) -> &std::sync::atomic::AtomicU64| -> u64 {
+        stats
+            .iter()
+            .map(|s| f(s).load(Relaxed))
+            .fold(0, u64::wrapping_add)
+    };
+    let mut out = String::with_capacity(4096);
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let one = |v: u64| [(String::new(), v)];
+    family(
+        "sockeye_workers",
+        "gauge",
+        "Worker threads, each with its own io_uring.",
+        &one(stats.len() as u64),
+    );
+    family(
+        "sockeye_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        &one(sum(&|s| &s.connections)),
+    );
+    family(
+        "sockeye_up",
+        "gauge",
+        "1 while accepting connections, 0 once shutting down.",
+        &one(u64::from(!hub.shutdown.load(Acquire))),
+    );
+    family(
+        "sockeye_handshakes_accepted_total",
+        "counter",
+        "WebSocket upgrades accepted.",
+        &one(sum(&|s| &s.accepted)),
+    );
+    let refused: Vec<_> = Refusal::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                format!("{{reason=\"{}\"}}", r.label()),
+                sum(&|s| &s.refused[i]),
+            )
+        })
+        .collect();
+    family(
+        "sockeye_handshakes_refused_total",
+        "counter",
+        "WebSocket upgrades refused, by reason.",
+        &refused,
+    );
+    family(
+        "sockeye_http_requests_total",
+        "counter",
+        "Plain HTTP requests answered (pages, /metrics, /healthz).",
+        &one(sum(&|s| &s.http_requests)),
+    );
+    family(
+        "sockeye_messages_received_total",
+        "counter",
+        "WebSocket messages received.",
+        &one(sum(&|s| &s.messages_in)),
+    );
+    family(
+        "sockeye_messages_sent_total",
+        "counter",
+        "WebSocket messages and control frames queued for sending.",
+        &one(sum(&|s| &s.messages_out)),
+    );
+    family(
+        "sockeye_received_bytes_total",
+        "counter",
+        "Bytes received from sockets (frames and handshakes).",
+        &one(sum(&|s| &s.bytes_in)),
+    );
+    family(
+        "sockeye_sent_bytes_total",
+        "counter",
+        "Bytes written to sockets.",
+        &one(sum(&|s| &s.bytes_out)),
+    );
+    let codes = |pick: fn(&WorkerStats) -> &[std::sync::atomic::AtomicU64; CLOSE_SLOTS]| {
+        (0..CLOSE_SLOTS)
+            .filter_map(|i| {
+                let n = sum(&|s| &pick(s)[i]);
+                (n > 0).then(|| (format!("{{code=\"{}\"}}", close_slot_label(i)), n))
+            })
+            .collect::<Vec<_>>()
+    };
+    family(
+        "sockeye_close_frames_sent_total",
+        "counter",
+        "Close frames sent, by close code (3xxx and 4xxx: application codes; none: no code).",
+        &codes(|s| &s.close_sent),
+    );
+    family(
+        "sockeye_close_frames_received_total",
+        "counter",
+        "Close frames received, by close code (3xxx and 4xxx: application codes; none: no code).",
+        &codes(|s| &s.close_received),
+    );
+    family(
+        "sockeye_backpressure_events_total",
+        "counter",
+        "Times a connection's send queue went over its bound (reading pauses until it drains).",
+        &one(sum(&|s| &s.backpressure)),
+    );
+    family(
+        "sockeye_slow_subscribers_closed_total",
+        "counter",
+        "Broadcast subscribers closed with 1008 for being over the backpressure bound.",
+        &one(sum(&|s| &s.slow_closed)),
+    );
+    family(
+        "sockeye_broadcast_dropped_total",
+        "counter",
+        "Broadcast deliveries dropped: a worker's mailbox was full, or a slow subscriber skipped.",
+        &[
+            ("{reason=\"mailbox_full\"}".into(), sum(&|s| &s.dropped)),
+            (
+                "{reason=\"slow_subscriber\"}".into(),
+                sum(&|s| &s.slow_skipped),
+            ),
+        ],
+    );
+    family(
+        "sockeye_read_buffer_bytes",
+        "gauge",
+        "Heap bytes connections hold for reading: partial requests and frames, messages being assembled.",
+        &one(sum(&|s| &s.read_buffer_bytes)),
+    );
+    family(
+        "sockeye_receive_ring_bytes",
+        "gauge",
+        "Provided receive buffers, allocated once per worker and shared by its connections.",
+        &one((config.recv_buffers as usize * config.recv_buffer_size * stats.len()) as u64),
+    );
+    out
+}

@@ -87,6 +87,8 @@ pub struct Config {
     pub(crate) compression_threshold: Option<usize>,
     pub(crate) pages: Vec<Page>,
     pub(crate) metrics: bool,
+    pub(crate) max_rooms: usize,
+    pub(crate) max_room_name: usize,
 }
 
 /// A fixed document served to plain (non-upgrade) `GET` and `HEAD` requests for its path.
@@ -123,6 +125,8 @@ impl Config {
             compression_threshold: None,
             pages: Vec::new(),
             metrics: true,
+            max_rooms: 10_000,
+            max_room_name: 256,
         }
     }
 
@@ -274,6 +278,21 @@ impl Config {
     /// `GET /healthz` (200 while accepting, 503 once shutting down) are answered. Default on.
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
+        self
+    }
+
+    /// Most rooms that may exist at once in the process (default 10,000; the default room is
+    /// not counted). A connection that would create one more is refused with 1013 by the
+    /// built-in broadcast handler.
+    pub fn max_rooms(mut self, n: usize) -> Self {
+        self.max_rooms = n;
+        self
+    }
+
+    /// Longest room name, in bytes (default 256); a longer one is refused with 1008 by the
+    /// built-in broadcast handler.
+    pub fn max_room_name(mut self, bytes: usize) -> Self {
+        self.max_room_name = bytes;
         self
     }
 

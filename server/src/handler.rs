@@ -354,18 +354,54 @@ impl WebSocket<'_> {
         self.conn.buffered_amount()
     }
 
-    /// Publishes a message to every subscriber on every worker (including this connection, if
-    /// subscribed), framed once.
+    /// Publishes a message, framed once, to every member of this connection's room on every
+    /// worker (this connection included), or of the default room if it is in none. Members
+    /// get each publisher's messages in the order they were published.
     pub fn publish(&mut self, msg: &PreparedMessage) {
-        self.io.publish(msg.0.clone());
+        self.io.publish(self.conn, msg.0.clone());
     }
 
-    /// Subscribes this connection to published messages.
+    /// Publishes to the room named `room` (looked up in the process-wide room table, which
+    /// [`WebSocket::publish`] does not need); false if it has no members.
+    pub fn publish_to(&mut self, room: &str, msg: &PreparedMessage) -> bool {
+        self.io.publish_to(room, msg.0.clone())
+    }
+
+    /// Joins the default room (`""`), which every `subscribe`d connection shares.
     pub fn subscribe(&mut self) {
-        self.io.subscribe(self.id, self.conn);
+        // The default room always exists and its name is empty: joining it cannot fail.
+        let _ = self.io.join(self.id, self.conn, "");
     }
 
-    /// Whether this connection is subscribed to published messages.
+    /// Joins room `room` (leaving the one this connection was in): from now on it gets what
+    /// is published there. Rooms exist while they have members. Fails when the name is over
+    /// [`Config::max_room_name`](crate::Config::max_room_name) or a new room would be one
+    /// over [`Config::max_rooms`](crate::Config::max_rooms);
+    /// [`JoinError::close_code`](crate::JoinError::close_code) says how to refuse the peer.
+    ///
+    /// ```
+    /// use sockeye_server::{Handler, WebSocket};
+    /// /// Each URL path is a room.
+    /// struct Rooms;
+    /// impl Handler for Rooms {
+    ///     fn on_open(&mut self, ws: &mut WebSocket<'_>) {
+    ///         let path = ws.request_path().unwrap_or("/").to_owned();
+    ///         if let Err(e) = ws.join(&path) {
+    ///             ws.close(e.close_code(), &e.to_string());
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn join(&mut self, room: &str) -> Result<(), crate::JoinError> {
+        self.io.join(self.id, self.conn, room)
+    }
+
+    /// Leaves this connection's room, if it is in one.
+    pub fn leave(&mut self) {
+        self.io.leave(self.conn);
+    }
+
+    /// Whether this connection is in a room (the default room included).
     pub fn subscribed(&self) -> bool {
         self.conn.subscribed()
     }

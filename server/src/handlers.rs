@@ -21,14 +21,16 @@ impl Handler for Echo {
     }
 }
 
-/// Every connection subscribes; every message is framed once and delivered to every
-/// subscriber on every worker (the sender included), in order per publisher.
+/// Each URL path is a room (the query string left out): every message is framed once and
+/// delivered to every member of its sender's room on every worker (the sender included), in
+/// order per publisher. A room name over the limit is refused with 1008, a room beyond the
+/// room limit with 1013.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Broadcast;
 
 impl Handler for Broadcast {
     fn on_open(&mut self, ws: &mut WebSocket<'_>) {
-        ws.subscribe();
+        join_path(ws);
     }
 
     fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
@@ -37,5 +39,18 @@ impl Handler for Broadcast {
             Message::Binary(b) => PreparedMessage::binary(b),
         };
         ws.publish(&prepared);
+    }
+}
+
+/// Joins the room named by the request path (without its query), or closes the connection
+/// with the refusal's code. Outbound connections join the default room.
+pub fn join_path(ws: &mut WebSocket<'_>) {
+    let Some(path) = ws.request_path() else {
+        ws.subscribe();
+        return;
+    };
+    let room = path.split('?').next().unwrap_or_default().to_owned();
+    if let Err(e) = ws.join(&room) {
+        ws.close(e.close_code(), &e.to_string());
     }
 }

@@ -169,6 +169,12 @@ pub(crate) fn render_metrics(config: &Config, hub: &Hub) -> String {
         &codes(|s| &s.close_received),
     );
     family(
+        "sockeye_rooms",
+        "gauge",
+        "Broadcast rooms with at least one member.",
+        &one(hub.rooms.count() as u64),
+    );
+    family(
         "sockeye_backpressure_events_total",
         "counter",
         "Times a connection's send queue went over its bound (reading pauses until it drains).",
@@ -185,7 +191,10 @@ pub(crate) fn render_metrics(config: &Config, hub: &Hub) -> String {
         "counter",
         "Broadcast deliveries dropped: a worker's mailbox was full, or a slow subscriber skipped.",
         &[
-            ("{reason=\"mailbox_full\"}".into(), sum(&|s| &s.dropped)),
+            (
+                "{reason=\"mailbox_full\"}".into(),
+                sum(&|s| &s.dropped).wrapping_add(hub.external_dropped.load(Relaxed)),
+            ),
             (
                 "{reason=\"slow_subscriber\"}".into(),
                 sum(&|s| &s.slow_skipped),

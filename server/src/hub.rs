@@ -2,10 +2,12 @@
 //! for broadcast, for results posted back from other threads, and for shutdown; and per-worker
 //! counters that only their worker writes.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -20,8 +22,8 @@ const MAILBOX: usize = 1 << 16;
 pub(crate) type Task = Box<dyn FnOnce(&mut WebSocket<'_>) + Send>;
 
 pub(crate) enum Inbox {
-    /// A frame to queue for every local subscriber.
-    Broadcast(Bytes),
+    /// A frame to queue for every local member of a room.
+    Broadcast(RoomKey, Bytes),
     /// A closure to run with a connection, if it is still open.
     Task(ConnId, Task),
     /// An outbound connection to open.
@@ -180,16 +182,197 @@ impl WorkerStats {
     }
 }
 
+/// A room as every worker knows it: its slot in the process-wide table and the generation of
+/// that slot (a slot is reused once its room empties; a frame published to the room before
+/// then never reaches members of the next room in that slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RoomKey {
+    pub(crate) id: u32,
+    pub(crate) generation: u32,
+}
+
+impl RoomKey {
+    /// The default room (`""`), which [`WebSocket::subscribe`](crate::WebSocket::subscribe)
+    /// joins; it always exists and does not count against the room limit.
+    pub(crate) const DEFAULT: RoomKey = RoomKey {
+        id: 0,
+        generation: 0,
+    };
+}
+
+/// Why a connection could not join a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The name is longer than [`Config::max_room_name`](crate::Config::max_room_name).
+    NameTooLong {
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The process has [`Config::max_rooms`](crate::Config::max_rooms) rooms already.
+    TooManyRooms {
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl JoinError {
+    /// The close code to refuse the connection with: 1008 (policy violation) for a name over
+    /// the limit, 1013 (try again later) when the process is out of rooms.
+    pub fn close_code(&self) -> sockeye_codec::CloseCode {
+        match self {
+            JoinError::NameTooLong { .. } => sockeye_codec::CloseCode::POLICY_VIOLATION,
+            JoinError::TooManyRooms { .. } => sockeye_codec::CloseCode::TRY_AGAIN_LATER,
+        }
+    }
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::NameTooLong { max } => write!(f, "room name over {max} bytes"),
+            JoinError::TooManyRooms { max } => write!(f, "room limit ({max}) reached"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+struct RoomSlot {
+    generation: u32,
+    /// Member connections on every worker.
+    members: u32,
+    name: Option<Arc<str>>,
+}
+
+/// The process-wide room table: names to keys, with member counts. Touched when a connection
+/// joins or leaves a room (and by `publish_to` by name), never to deliver a message.
+pub(crate) struct Rooms {
+    table: Mutex<RoomTable>,
+    max_rooms: usize,
+    max_name: usize,
+}
+
+struct RoomTable {
+    by_name: HashMap<Arc<str>, u32>,
+    slots: Vec<RoomSlot>,
+    free: Vec<u32>,
+}
+
+impl Rooms {
+    pub(crate) fn new(max_rooms: usize, max_name: usize) -> Rooms {
+        let default = RoomSlot {
+            generation: 0,
+            members: 0,
+            name: Some(Arc::from("")),
+        };
+        let mut by_name = HashMap::new();
+        by_name.insert(Arc::from(""), 0);
+        Rooms {
+            table: Mutex::new(RoomTable {
+                by_name,
+                slots: vec![default],
+                free: Vec::new(),
+            }),
+            max_rooms,
+            max_name,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RoomTable> {
+        // The table stays consistent even if a holder panicked (no step can fail midway).
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more member for `name`, creating the room if needed.
+    pub(crate) fn acquire(&self, name: &str) -> Result<RoomKey, JoinError> {
+        if name.len() > self.max_name {
+            return Err(JoinError::NameTooLong { max: self.max_name });
+        }
+        let mut t = self.lock();
+        let id = match t.by_name.get(name) {
+            Some(&id) => id,
+            None => {
+                // The default room (always in `by_name`) is not counted.
+                if t.by_name.len() > self.max_rooms {
+                    return Err(JoinError::TooManyRooms {
+                        max: self.max_rooms,
+                    });
+                }
+                let name: Arc<str> = Arc::from(name);
+                let id = match t.free.pop() {
+                    Some(id) => id,
+                    None => {
+                        t.slots.push(RoomSlot {
+                            generation: 0,
+                            members: 0,
+                            name: None,
+                        });
+                        (t.slots.len() - 1) as u32
+                    }
+                };
+                t.slots[id as usize].name = Some(name.clone());
+                t.by_name.insert(name, id);
+                id
+            }
+        };
+        let slot = &mut t.slots[id as usize];
+        slot.members += 1;
+        Ok(RoomKey {
+            id,
+            generation: slot.generation,
+        })
+    }
+
+    /// One member fewer; an empty room (other than the default) disappears.
+    pub(crate) fn release(&self, key: RoomKey) {
+        let mut t = self.lock();
+        let Some(slot) = t.slots.get_mut(key.id as usize) else {
+            return;
+        };
+        if slot.generation != key.generation || slot.members == 0 {
+            return;
+        }
+        slot.members -= 1;
+        if slot.members == 0 && key.id != 0 {
+            slot.generation = slot.generation.wrapping_add(1);
+            if let Some(name) = slot.name.take() {
+                t.by_name.remove(&name);
+            }
+            t.free.push(key.id);
+        }
+    }
+
+    /// The key of an existing room.
+    pub(crate) fn find(&self, name: &str) -> Option<RoomKey> {
+        let t = self.lock();
+        let id = *t.by_name.get(name)?;
+        Some(RoomKey {
+            id,
+            generation: t.slots[id as usize].generation,
+        })
+    }
+
+    /// Rooms with at least one member (the default room counts when it has members).
+    pub(crate) fn count(&self) -> usize {
+        let t = self.lock();
+        t.by_name.len() - usize::from(t.slots[0].members == 0)
+    }
+}
+
 /// Shared by all workers and by [`Poster`]s.
 pub(crate) struct Hub {
     mailboxes: Vec<Mailbox>,
     pub(crate) stats: Vec<WorkerStats>,
     pub(crate) shutdown: AtomicBool,
+    pub(crate) rooms: Rooms,
+    /// Broadcast frames dropped for full mailboxes when published from outside the workers.
+    pub(crate) external_dropped: AtomicU64,
 }
 
 impl Hub {
     /// A hub for workers whose wake-up eventfds are `wakes`; returns the receivers in order.
-    pub(crate) fn new(wakes: Vec<File>) -> (Hub, Vec<Receiver<Inbox>>) {
+    pub(crate) fn new(wakes: Vec<File>, rooms: Rooms) -> (Hub, Vec<Receiver<Inbox>>) {
         let mut rxs = Vec::new();
         let mailboxes = wakes
             .into_iter()
@@ -209,6 +392,8 @@ impl Hub {
                 mailboxes,
                 stats,
                 shutdown: AtomicBool::new(false),
+                rooms,
+                external_dropped: AtomicU64::new(0),
             },
             rxs,
         )
@@ -252,6 +437,22 @@ impl Hub {
             .fold(0, u64::wrapping_add)
     }
 
+    /// Sends a room's frame to every worker but `sender` (the worker publishing, which
+    /// delivers it itself); a full mailbox drops it for that worker, counted by the sender (or
+    /// in `external_dropped` when published from another thread).
+    pub(crate) fn broadcast(&self, key: RoomKey, frame: Bytes, sender: Option<usize>) {
+        for w in 0..self.workers() {
+            if Some(w) != sender && self.send(w, Inbox::Broadcast(key, frame.clone())).is_err() {
+                match sender {
+                    Some(me) => WorkerStats::add(&self.stats[me].dropped, 1),
+                    None => {
+                        self.external_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
     /// Asks every worker to shut down gracefully.
     pub(crate) fn shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
@@ -290,6 +491,17 @@ impl Poster {
         self.hub
             .send(id.worker(), Inbox::Task(id, Box::new(f)))
             .is_ok()
+    }
+
+    /// Publishes `msg` to every member of `room` on every worker, from any thread. Returns
+    /// false if the room has no members (nothing to deliver); a worker whose mailbox is full
+    /// misses the message (counted as dropped).
+    pub fn publish(&self, room: &str, msg: &crate::PreparedMessage) -> bool {
+        let Some(key) = self.hub.rooms.find(room) else {
+            return false;
+        };
+        self.hub.broadcast(key, msg.0.clone(), None);
+        true
     }
 
     /// Opens an outbound connection on worker `token % workers`; see

@@ -50,8 +50,8 @@ use std::thread::JoinHandle;
 pub use config::{Compression, Config, SlowPolicy};
 pub use connect::Connect;
 pub use handler::{Chunk, Handler, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket};
-pub use handlers::{Broadcast, Echo};
-pub use hub::{CLOSE_SLOTS, Poster, Refusal, WorkerStats, close_slot};
+pub use handlers::{Broadcast, Echo, join_path};
+pub use hub::{CLOSE_SLOTS, JoinError, Poster, Refusal, WorkerStats, close_slot};
 pub use sockeye_codec::CloseCode;
 pub use sockeye_codec::deflate::DeflateConfig;
 pub use worker::ConnId;
@@ -107,7 +107,8 @@ impl Server {
             .iter()
             .map(|w| w.try_clone().map(std::fs::File::from))
             .collect::<io::Result<Vec<_>>>()?;
-        let (hub, inboxes) = Hub::new(files);
+        let rooms = hub::Rooms::new(config.max_rooms, config.max_room_name);
+        let (hub, inboxes) = Hub::new(files, rooms);
         let hub = Arc::new(hub);
         let make_handler = Arc::new(make_handler);
 

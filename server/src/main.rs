@@ -96,7 +96,8 @@ struct ServeArgs {
     /// Worker threads, each with its own ring (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
-    /// What the server does with messages.
+    /// What the server does with messages: echo them, or broadcast them to the room named by
+    /// the URL path (`ws://host/chat/lobby` and `ws://host/chat/dev` are separate rooms).
     #[arg(long, value_enum, default_value = "echo")]
     mode: Mode,
     /// Largest message accepted (bytes; KiB/MiB suffixes allowed); larger ones close with 1009.
@@ -138,14 +139,20 @@ struct ServeArgs {
     /// follow --mode like every other path).
     #[arg(long)]
     no_demo: bool,
+    /// Most broadcast rooms at once (a connection that would open one more closes with 1013).
+    #[arg(long, default_value_t = 10_000)]
+    max_rooms: usize,
+    /// Longest room name (the URL path), in bytes; longer ones close with 1008.
+    #[arg(long, value_parser = parse_size, default_value = "256")]
+    max_room_name: u64,
     /// Do not answer `GET /metrics` (Prometheus) and `GET /healthz`.
     #[arg(long)]
     no_metrics: bool,
 }
 
-/// What `sockeye serve` runs. Paths follow `--mode`, except that with the demo page on,
-/// `/chat/...` is a chat room (broadcast) and `/echo` echoes in either mode: the two panels of
-/// the page.
+/// What `sockeye serve` runs. Paths follow `--mode` (in broadcast mode each path is a room),
+/// except that with the demo page on, `/chat/...` are rooms and `/echo` echoes in either mode:
+/// the two panels of the page.
 struct Serve {
     broadcast: bool,
     demo: bool,
@@ -167,7 +174,7 @@ impl Serve {
 impl Handler for Serve {
     fn on_open(&mut self, ws: &mut WebSocket<'_>) {
         if self.broadcasts(ws.request_path().unwrap_or("/")) {
-            ws.subscribe();
+            sockeye_server::join_path(ws);
         }
     }
 
@@ -380,7 +387,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             Slow::Drop => SlowPolicy::Drop,
         })
         .compression(args.compression.into())
-        .metrics(!args.no_metrics);
+        .metrics(!args.no_metrics)
+        .max_rooms(args.max_rooms)
+        .max_room_name(usize::try_from(args.max_room_name).unwrap_or(usize::MAX));
     if !args.no_demo {
         config = config.page("/", "text/html; charset=utf-8", DEMO_PAGE);
     }

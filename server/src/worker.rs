@@ -21,7 +21,7 @@ use crate::handler::{
     Chunk, Handler, Message, OwnedMessage, SendStatus, WebSocket, put_encoded_header, put_frame,
     put_frame_with, put_header,
 };
-use crate::hub::{Hub, Inbox, Refusal, WorkerStats};
+use crate::hub::{Hub, Inbox, JoinError, Refusal, RoomKey, WorkerStats};
 use crate::masks::MaskKeys;
 use crate::ring::{self, BufRing, RecvBuf, Ring, SendQueue};
 use crate::timer::{TimerKind, Wheel};
@@ -166,8 +166,10 @@ pub(crate) struct Conn {
     pub(crate) outbound: bool,
     /// Index + 1 into the configured subprotocols (0: none).
     proto: u8,
-    /// Position in the worker's subscriber list + 1 (0: not subscribed).
+    /// Position in its room's local member list + 1 (0: in no room).
     sub: u32,
+    /// The room's id (when `sub != 0`).
+    room: u32,
     /// Tick of the last received bytes.
     last_rx: u32,
     /// Bytes the decoder needs before it can make progress.
@@ -205,6 +207,7 @@ impl Conn {
             outbound,
             proto: 0,
             sub: 0,
+            room: 0,
             last_rx: now,
             need: 0,
             decoder: Decoder::new(role, config),
@@ -278,9 +281,9 @@ pub(crate) struct Io {
     /// Connections with output to flush at the end of this loop turn.
     dirty: Vec<ConnId>,
     /// Frames published during this turn, fanned out at its end.
-    to_publish: Vec<Bytes>,
-    /// Connections subscribed to broadcasts; each knows its position (`Conn::sub`).
-    subscribers: Vec<ConnId>,
+    to_publish: Vec<(RoomKey, Bytes)>,
+    /// This worker's members of each room, by room id.
+    rooms: Vec<LocalRoom>,
     idle_ticks: u32,
     close_ticks: u32,
     /// Masking keys for outbound connections.
@@ -469,17 +472,108 @@ impl Io {
         (!self.request.is_empty()).then_some(&self.request[..])
     }
 
-    pub(crate) fn publish(&mut self, frame: Bytes) {
-        self.to_publish.push(frame);
+    /// Publishes to the connection's room, or to the default room if it is in none.
+    pub(crate) fn publish(&mut self, conn: &Conn, frame: Bytes) {
+        let key = match conn.sub {
+            0 => RoomKey::DEFAULT,
+            _ => RoomKey {
+                id: conn.room,
+                generation: self.rooms[conn.room as usize].generation,
+            },
+        };
+        self.to_publish.push((key, frame));
     }
 
-    pub(crate) fn subscribe(&mut self, id: ConnId, conn: &mut Conn) {
-        if conn.sub == 0 {
-            self.subscribers.push(id);
-            conn.sub = self.subscribers.len() as u32;
+    /// Publishes to the room named `name`; false if it has no members anywhere.
+    pub(crate) fn publish_to(&mut self, name: &str, frame: Bytes) -> bool {
+        let Some(key) = self.hub.rooms.find(name) else {
+            return false;
+        };
+        self.to_publish.push((key, frame));
+        true
+    }
+
+    /// Moves the connection into room `name` (out of the one it was in).
+    pub(crate) fn join(
+        &mut self,
+        id: ConnId,
+        conn: &mut Conn,
+        name: &str,
+    ) -> Result<(), JoinError> {
+        let key = self.hub.rooms.acquire(name)?;
+        self.leave(conn);
+        let i = key.id as usize;
+        if self.rooms.len() <= i {
+            self.rooms.resize_with(i + 1, LocalRoom::default);
         }
+        let room = &mut self.rooms[i];
+        if room.generation != key.generation {
+            // The slot's previous room emptied on every worker, so none of it is left here.
+            debug_assert_eq!(room.live, 0);
+            *room = LocalRoom {
+                generation: key.generation,
+                ..LocalRoom::default()
+            };
+        }
+        let pos = match room.free.pop() {
+            Some(p) => {
+                room.members[p as usize] = id;
+                p
+            }
+            None => {
+                room.members.push(id);
+                room.members.len() as u32 - 1
+            }
+        };
+        room.live += 1;
+        conn.room = key.id;
+        conn.sub = pos + 1;
+        Ok(())
+    }
+
+    /// Takes the connection out of its room, if it is in one.
+    pub(crate) fn leave(&mut self, conn: &mut Conn) {
+        if conn.sub == 0 {
+            return;
+        }
+        let room = &mut self.rooms[conn.room as usize];
+        let pos = conn.sub - 1;
+        room.members[pos as usize] = VACANT;
+        room.live -= 1;
+        if room.live == 0 {
+            // Nothing kept for an empty room but its generation.
+            room.members = Vec::new();
+            room.free = Vec::new();
+        } else {
+            room.free.push(pos);
+        }
+        let key = RoomKey {
+            id: conn.room,
+            generation: room.generation,
+        };
+        conn.sub = 0;
+        self.hub.rooms.release(key);
     }
 }
+
+/// A worker's members of one room. Leaving leaves a vacant place that the next member to join
+/// takes, so no other member moves (and none needs to be found to be told); an empty room
+/// holds no memory.
+#[derive(Default)]
+struct LocalRoom {
+    generation: u32,
+    members: Vec<ConnId>,
+    /// Vacant places in `members`.
+    free: Vec<u32>,
+    live: u32,
+}
+
+/// A vacant place in a room's member list (matches no connection).
+const VACANT: ConnId = ConnId {
+    worker: u16::MAX,
+    epoch: u32::MAX,
+    slot: u32::MAX,
+};
 
 /// The connection table: a slab with generations.
 struct Slab {
@@ -571,7 +665,7 @@ impl<H: Handler> Worker<H> {
                 timers: Wheel::new(),
                 dirty: Vec::new(),
                 to_publish: Vec::new(),
-                subscribers: Vec::new(),
+                rooms: Vec::new(),
                 idle_ticks,
                 close_ticks,
                 masks: MaskKeys::new(),
@@ -963,10 +1057,7 @@ impl<H: Handler> Worker<H> {
 
     /// Calls `on_close` once for a connection that saw `on_open`, and unsubscribes it.
     fn notify_close(&mut self, slot: u32, conn: &mut Conn, code: Option<CloseCode>, reason: &str) {
-        if conn.sub != 0 {
-            unsubscribe(&mut self.io, &mut self.slab, conn.sub);
-            conn.sub = 0;
-        }
+        self.io.leave(conn);
         if conn.live {
             conn.live = false;
             WorkerStats::sub(&self.io.stats().connections, 1);
@@ -1077,7 +1168,7 @@ impl<H: Handler> Worker<H> {
         }
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
-                Inbox::Broadcast(frame) => self.deliver(frame),
+                Inbox::Broadcast(key, frame) => self.deliver(key, frame),
                 Inbox::Connect(c) => self.open_outbound(*c),
                 Inbox::Task(id, task) => {
                     let Some(conn) = self.slab.get(id.slot, id.epoch) else {
@@ -1227,30 +1318,25 @@ impl<H: Handler> Worker<H> {
         }
         let frames = std::mem::take(&mut self.io.to_publish);
         let me = usize::from(self.io.worker);
-        for frame in frames {
-            for w in 0..self.io.hub.workers() {
-                if w != me
-                    && self
-                        .io
-                        .hub
-                        .send(w, Inbox::Broadcast(frame.clone()))
-                        .is_err()
-                {
-                    WorkerStats::add(&self.io.stats().dropped, 1);
-                }
-            }
-            self.deliver(frame);
+        for (key, frame) in frames {
+            self.io.hub.broadcast(key, frame.clone(), Some(me));
+            self.deliver(key, frame);
         }
     }
 
-    /// Queues one shared frame for every local subscriber, applying the slow policy.
-    fn deliver(&mut self, frame: Bytes) {
+    /// Queues one shared frame for every local member of a room, applying the slow policy.
+    fn deliver(&mut self, key: RoomKey, frame: Bytes) {
+        let Some(room) = self.io.rooms.get(key.id as usize) else {
+            return;
+        };
+        if room.generation != key.generation {
+            return; // a room that emptied since (its slot may hold another room now)
+        }
         let mut i = 0;
-        while i < self.io.subscribers.len() {
-            let id = self.io.subscribers[i];
+        while let Some(&id) = self.io.rooms[key.id as usize].members.get(i) {
             i += 1;
             let Some(conn) = self.slab.get(id.slot, id.epoch) else {
-                continue;
+                continue; // vacant
             };
             if conn.state != State::Open {
                 continue;
@@ -1275,17 +1361,6 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
-    }
-}
-
-/// Removes subscriber `pos` (1-based) by swapping the last one into its place.
-fn unsubscribe(io: &mut Io, slab: &mut Slab, pos: u32) {
-    let i = pos as usize - 1;
-    io.subscribers.swap_remove(i);
-    if let Some(moved) = io.subscribers.get(i).copied()
-        && let Some(c) = slab.get(moved.slot, moved.epoch)
-    {
-        c.sub = pos;
     }
 }
 

@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+
 #[test]
 fn demo_page_in_headless_chromium() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -35,18 +37,13 @@ fn demo_page_in_headless_chromium() {
     // (a relative CARGO_TARGET_DIR is relative to the workspace root, where cargo runs)
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d));
-    let out = Command::new("node")
-        .arg(dir.join("demo.test.mjs"))
-        .env("SOCKEYE_BIN", env!("CARGO_BIN_EXE_sockeye"))
-        .env("SCREENSHOT_DIR", target.join("browser"))
-        .env("CHROMIUM", &chromium)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{stderr}"
+    let stdout = common::stdout_of(
+        Command::new("node")
+            .arg(dir.join("demo.test.mjs"))
+            .env("SOCKEYE_BIN", env!("CARGO_BIN_EXE_sockeye"))
+            .env("SCREENSHOT_DIR", target.join("browser"))
+            .env("CHROMIUM", &chromium),
+        "the browser test",
     );
     assert!(stdout.contains(" ok (screenshots in "), "{stdout}");
     print!("{stdout}");

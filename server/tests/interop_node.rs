@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use sockeye_codec::DataKind;
 use sockeye_server::client::{self, DialOptions, Message};
 use sockeye_server::{CloseCode, Compression, Config, Echo, Server};
@@ -55,17 +57,12 @@ fn node_ws_client() {
             .subprotocol("chat")
             .compression(mode);
         let server = Server::start(config, |_| Echo).unwrap();
-        let out = Command::new("node")
-            .arg(dir().join("client.mjs"))
-            .arg(format!("ws://{}/", server.local_addr()))
-            .arg(offer)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{mode:?}/{offer}: node client failed:\n{stdout}\n{stderr}"
+        let stdout = common::stdout_of(
+            Command::new("node")
+                .arg(dir().join("client.mjs"))
+                .arg(format!("ws://{}/", server.local_addr()))
+                .arg(offer),
+            &format!("{mode:?}/{offer}: the node client"),
         );
         assert!(stdout.contains("close 1000: ok"), "{stdout}");
         assert!(stdout.contains("subprotocol negotiated: chat"), "{stdout}");

@@ -7,6 +7,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use sockeye_codec::DataKind;
 use sockeye_server::client::{self, DialOptions, Message};
 use sockeye_server::{CloseCode, Compression, Config, DeflateConfig, Echo, Server};
@@ -62,16 +64,11 @@ fn python_websockets_client() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_client.py"
     );
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(format!("ws://{}/", server.local_addr()))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "python client failed:\n{stdout}\n{stderr}"
+    let stdout = common::stdout_of(
+        Command::new("python3")
+            .arg(script)
+            .arg(format!("ws://{}/", server.local_addr())),
+        "the python client",
     );
     assert!(stdout.contains("close 1000: ok"), "{stdout}");
     assert!(stdout.contains("subprotocol negotiated: chat"), "{stdout}");
@@ -153,15 +150,13 @@ fn python_websockets_client_with_compression() {
             .workers(2)
             .compression(mode);
         let server = Server::start(config, |_| Echo).unwrap();
-        let out = Command::new("python3")
-            .arg(script)
-            .arg(format!("ws://{}/", server.local_addr()))
-            .arg(arg)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{arg}:\n{stdout}\n{stderr}");
+        let stdout = common::stdout_of(
+            Command::new("python3")
+                .arg(script)
+                .arg(format!("ws://{}/", server.local_addr()))
+                .arg(arg),
+            arg,
+        );
         assert_eq!(stdout.matches(": ok").count(), 12, "{stdout}");
         server.shutdown();
         server.join().unwrap();

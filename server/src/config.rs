@@ -89,6 +89,8 @@ pub struct Config {
     pub(crate) metrics: bool,
     pub(crate) max_rooms: usize,
     pub(crate) max_room_name: usize,
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<crate::ClusterConfig>,
 }
 
 /// A fixed document served to plain (non-upgrade) `GET` and `HEAD` requests for its path.
@@ -127,6 +129,8 @@ impl Config {
             metrics: true,
             max_rooms: 10_000,
             max_room_name: 256,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 
@@ -293,6 +297,15 @@ impl Config {
     /// built-in broadcast handler.
     pub fn max_room_name(mut self, bytes: usize) -> Self {
         self.max_room_name = bytes;
+        self
+    }
+
+    /// Joins a cluster through NATS: room messages published here reach the rooms' members on
+    /// every node, and theirs reach the members here (see [`ClusterConfig`](crate::ClusterConfig)).
+    /// Without NATS the node still serves its local rooms, and reconnects in the background.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, cluster: crate::ClusterConfig) -> Self {
+        self.cluster = Some(cluster);
         self
     }
 

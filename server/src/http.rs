@@ -201,6 +201,57 @@ pub(crate) fn render_metrics(config: &Config, hub: &Hub) -> String {
             ),
         ],
     );
+    #[cfg(feature = "cluster")]
+    if let Some(link) = &hub.cluster {
+        let c = &link.stats;
+        family(
+            "sockeye_cluster_connected",
+            "gauge",
+            "1 while connected to NATS (cross-node delivery on), else 0.",
+            &one(u64::from(c.connected.load(Relaxed))),
+        );
+        family(
+            "sockeye_cluster_connects_total",
+            "counter",
+            "Connections to NATS made (the first and every reconnect).",
+            &one(c.connects.load(Relaxed)),
+        );
+        family(
+            "sockeye_cluster_published_total",
+            "counter",
+            "Room messages published to NATS for the other nodes.",
+            &one(c.published.load(Relaxed)),
+        );
+        family(
+            "sockeye_cluster_received_total",
+            "counter",
+            "Room messages received from NATS.",
+            &one(c.received.load(Relaxed)),
+        );
+        family(
+            "sockeye_cluster_dropped_total",
+            "counter",
+            "Room messages not sent to or taken from NATS, by reason.",
+            &[
+                (
+                    "{reason=\"queue_full\"}".into(),
+                    sum(&|s| &s.cluster_dropped),
+                ),
+                (
+                    "{reason=\"disconnected\"}".into(),
+                    c.dropped_disconnected.load(Relaxed),
+                ),
+                (
+                    "{reason=\"publish_error\"}".into(),
+                    c.dropped_publish_error.load(Relaxed),
+                ),
+                (
+                    "{reason=\"invalid\"}".into(),
+                    c.dropped_invalid.load(Relaxed),
+                ),
+            ],
+        );
+    }
     family(
         "sockeye_read_buffer_bytes",
         "gauge",

@@ -156,6 +156,8 @@ pub struct WorkerStats {
     pub slow_skipped: AtomicU64,
     /// Slow subscribers closed with 1008 (policy `Close`).
     pub slow_closed: AtomicU64,
+    /// Room messages not handed to the cluster bridge because its queue was full.
+    pub cluster_dropped: AtomicU64,
     /// Bytes held by connections for reading: partial requests and frames, and messages
     /// being assembled (the receive ring itself is fixed and not counted here).
     pub read_buffer_bytes: AtomicU64,
@@ -284,8 +286,8 @@ impl Rooms {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One more member for `name`, creating the room if needed.
-    pub(crate) fn acquire(&self, name: &str) -> Result<RoomKey, JoinError> {
+    /// One more member for `name`, creating the room if needed; the room's key and name.
+    pub(crate) fn acquire(&self, name: &str) -> Result<(RoomKey, Arc<str>), JoinError> {
         if name.len() > self.max_name {
             return Err(JoinError::NameTooLong { max: self.max_name });
         }
@@ -318,10 +320,11 @@ impl Rooms {
         };
         let slot = &mut t.slots[id as usize];
         slot.members += 1;
-        Ok(RoomKey {
+        let key = RoomKey {
             id,
             generation: slot.generation,
-        })
+        };
+        Ok((key, slot.name.clone().expect("a live room has its name")))
     }
 
     /// One member fewer; an empty room (other than the default) disappears.
@@ -368,11 +371,18 @@ pub(crate) struct Hub {
     pub(crate) rooms: Rooms,
     /// Broadcast frames dropped for full mailboxes when published from outside the workers.
     pub(crate) external_dropped: AtomicU64,
+    /// The bridge to the other nodes, when clustered.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<crate::cluster::Link>,
 }
 
 impl Hub {
     /// A hub for workers whose wake-up eventfds are `wakes`; returns the receivers in order.
-    pub(crate) fn new(wakes: Vec<File>, rooms: Rooms) -> (Hub, Vec<Receiver<Inbox>>) {
+    pub(crate) fn new(
+        wakes: Vec<File>,
+        rooms: Rooms,
+        #[cfg(feature = "cluster")] cluster: Option<crate::cluster::Link>,
+    ) -> (Hub, Vec<Receiver<Inbox>>) {
         let mut rxs = Vec::new();
         let mailboxes = wakes
             .into_iter()
@@ -394,6 +404,8 @@ impl Hub {
                 shutdown: AtomicBool::new(false),
                 rooms,
                 external_dropped: AtomicU64::new(0),
+                #[cfg(feature = "cluster")]
+                cluster,
             },
             rxs,
         )

@@ -29,6 +29,8 @@
 //! ```
 
 pub mod client;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod compress;
 mod config;
 mod connect;
@@ -47,6 +49,8 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+#[cfg(feature = "cluster")]
+pub use cluster::ClusterConfig;
 pub use config::{Compression, Config, SlowPolicy};
 pub use connect::Connect;
 pub use handler::{Chunk, Handler, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket};
@@ -73,6 +77,8 @@ pub struct Server {
     config: Arc<Config>,
     hub: Arc<Hub>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    #[cfg(feature = "cluster")]
+    bridge: Option<cluster::Bridge>,
 }
 
 impl Server {
@@ -108,8 +114,26 @@ impl Server {
             .map(|w| w.try_clone().map(std::fs::File::from))
             .collect::<io::Result<Vec<_>>>()?;
         let rooms = hub::Rooms::new(config.max_rooms, config.max_room_name);
-        let (hub, inboxes) = Hub::new(files, rooms);
+        #[cfg(feature = "cluster")]
+        let (link, queue) = match &config.cluster {
+            Some(c) => {
+                let (link, rx) = cluster::link(c);
+                (Some(link), Some(rx))
+            }
+            None => (None, None),
+        };
+        let (hub, inboxes) = Hub::new(
+            files,
+            rooms,
+            #[cfg(feature = "cluster")]
+            link,
+        );
         let hub = Arc::new(hub);
+        #[cfg(feature = "cluster")]
+        let bridge = match (&config.cluster, queue) {
+            (Some(c), Some(rx)) => Some(cluster::start(c, hub.clone(), rx)?),
+            _ => None,
+        };
         let make_handler = Arc::new(make_handler);
 
         // Build every worker (rings, buffers) before starting any, so that a refused io_uring
@@ -157,6 +181,8 @@ impl Server {
             config,
             hub,
             threads,
+            #[cfg(feature = "cluster")]
+            bridge,
         };
         for _ in 0..server.threads.len() {
             match ready_rx.recv() {
@@ -208,9 +234,12 @@ impl Server {
         self.hub.shutdown();
     }
 
-    /// Waits for every worker to exit; the first worker error, if any.
+    /// Waits for every worker to exit (then stops the cluster bridge, if any); the first
+    /// worker error, if any.
     pub fn join(self) -> io::Result<()> {
         let mut result = Ok(());
+        #[cfg(feature = "cluster")]
+        let bridge = self.bridge;
         for t in self.threads {
             let r = t
                 .join()
@@ -218,6 +247,10 @@ impl Server {
             if result.is_ok() {
                 result = r;
             }
+        }
+        #[cfg(feature = "cluster")]
+        if let Some(b) = bridge {
+            b.stop();
         }
         result
     }

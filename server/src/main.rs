@@ -145,6 +145,16 @@ struct ServeArgs {
     /// Longest room name (the URL path), in bytes; longer ones close with 1008.
     #[arg(long, value_parser = parse_size, default_value = "256")]
     max_room_name: u64,
+    /// Join a cluster through this NATS server (`nats://[user:pass@]host:port`; repeatable for
+    /// several seeds): room messages reach the rooms' members on every node.
+    #[arg(long = "cluster", value_name = "URL")]
+    cluster: Vec<String>,
+    /// NATS credentials file (`.creds`) for --cluster.
+    #[arg(long, value_name = "FILE")]
+    cluster_credentials: Option<std::path::PathBuf>,
+    /// NATS subject prefix of the rooms (every node of a cluster must use the same).
+    #[arg(long, default_value = "sockeye.room")]
+    cluster_prefix: String,
     /// Do not answer `GET /metrics` (Prometheus) and `GET /healthz`.
     #[arg(long)]
     no_metrics: bool,
@@ -392,6 +402,23 @@ fn serve(args: ServeArgs) -> ExitCode {
         .max_room_name(usize::try_from(args.max_room_name).unwrap_or(usize::MAX));
     if !args.no_demo {
         config = config.page("/", "text/html; charset=utf-8", DEMO_PAGE);
+    }
+    #[cfg(feature = "cluster")]
+    if let Some((first, rest)) = args.cluster.split_first() {
+        let mut cluster =
+            sockeye_server::ClusterConfig::new(first).subject_prefix(&args.cluster_prefix);
+        for url in rest {
+            cluster = cluster.url(url);
+        }
+        if let Some(path) = &args.cluster_credentials {
+            cluster = cluster.credentials_file(path);
+        }
+        config = config.cluster(cluster);
+    }
+    #[cfg(not(feature = "cluster"))]
+    if !args.cluster.is_empty() {
+        eprintln!("sockeye: --cluster needs a build with the `cluster` feature");
+        return ExitCode::from(2);
     }
     if let Some(t) = args.compression_threshold {
         config = config.compression_threshold(usize::try_from(t).unwrap_or(usize::MAX));

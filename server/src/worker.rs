@@ -281,7 +281,9 @@ pub(crate) struct Io {
     /// Connections with output to flush at the end of this loop turn.
     dirty: Vec<ConnId>,
     /// Frames published during this turn, fanned out at its end.
-    to_publish: Vec<(RoomKey, Bytes)>,
+    to_publish: Vec<(RoomKey, Bytes, Arc<str>)>,
+    /// The default room's name, for messages published outside any room.
+    default_room: Arc<str>,
     /// This worker's members of each room, by room id.
     rooms: Vec<LocalRoom>,
     idle_ticks: u32,
@@ -474,14 +476,18 @@ impl Io {
 
     /// Publishes to the connection's room, or to the default room if it is in none.
     pub(crate) fn publish(&mut self, conn: &Conn, frame: Bytes) {
-        let key = match conn.sub {
-            0 => RoomKey::DEFAULT,
-            _ => RoomKey {
-                id: conn.room,
-                generation: self.rooms[conn.room as usize].generation,
-            },
+        let (key, name) = match conn.sub {
+            0 => (RoomKey::DEFAULT, self.default_room.clone()),
+            _ => {
+                let room = &self.rooms[conn.room as usize];
+                let key = RoomKey {
+                    id: conn.room,
+                    generation: room.generation,
+                };
+                (key, room.name.clone())
+            }
         };
-        self.to_publish.push((key, frame));
+        self.to_publish.push((key, frame, name));
     }
 
     /// Publishes to the room named `name`; false if it has no members anywhere.
@@ -489,7 +495,7 @@ impl Io {
         let Some(key) = self.hub.rooms.find(name) else {
             return false;
         };
-        self.to_publish.push((key, frame));
+        self.to_publish.push((key, frame, Arc::from(name)));
         true
     }
 
@@ -500,7 +506,7 @@ impl Io {
         conn: &mut Conn,
         name: &str,
     ) -> Result<(), JoinError> {
-        let key = self.hub.rooms.acquire(name)?;
+        let (key, name) = self.hub.rooms.acquire(name)?;
         self.leave(conn);
         let i = key.id as usize;
         if self.rooms.len() <= i {
@@ -515,6 +521,7 @@ impl Io {
                 ..LocalRoom::default()
             };
         }
+        room.name = name;
         let pos = match room.free.pop() {
             Some(p) => {
                 room.members[p as usize] = id;
@@ -562,6 +569,8 @@ impl Io {
 #[derive(Default)]
 struct LocalRoom {
     generation: u32,
+    /// The room's name (for the cluster bridge's subject).
+    name: Arc<str>,
     members: Vec<ConnId>,
     /// Vacant places in `members`.
     free: Vec<u32>,
@@ -665,6 +674,7 @@ impl<H: Handler> Worker<H> {
                 timers: Wheel::new(),
                 dirty: Vec::new(),
                 to_publish: Vec::new(),
+                default_room: Arc::from(""),
                 rooms: Vec::new(),
                 idle_ticks,
                 close_ticks,
@@ -1318,7 +1328,11 @@ impl<H: Handler> Worker<H> {
         }
         let frames = std::mem::take(&mut self.io.to_publish);
         let me = usize::from(self.io.worker);
-        for (key, frame) in frames {
+        for (key, frame, _room) in frames {
+            #[cfg(feature = "cluster")]
+            if let Some(link) = &self.io.hub.cluster {
+                link.forward(&_room, &frame, self.io.stats());
+            }
             self.io.hub.broadcast(key, frame.clone(), Some(me));
             self.deliver(key, frame);
         }

@@ -1,0 +1,480 @@
+//! Broadcast across servers through NATS (feature `cluster`).
+//!
+//! Each room maps to one NATS subject, `PREFIX.TOKEN`, where TOKEN is the room name escaped
+//! into a single subject token (so no name can inject `.`, `*` or `>`). A node publishes each
+//! local room message to NATS once, with its node id and the message type in headers, and
+//! delivers what arrives from NATS to its local members through the same worker mailboxes as
+//! cross-worker broadcast. The NATS client runs on a current-thread tokio runtime of its own
+//! thread; the io_uring workers never wait for it: they hand messages over through a bounded
+//! queue and count what does not fit.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::hub::{Hub, WorkerStats};
+
+/// Header carrying the publishing node's id (a node skips its own messages).
+const NODE_HEADER: &str = "Sockeye-Node";
+/// Header carrying the message type: `text` or `binary`.
+const TYPE_HEADER: &str = "Sockeye-Type";
+
+/// Where and how to join a cluster.
+///
+/// ```
+/// use sockeye_server::{ClusterConfig, Config};
+/// let cluster = ClusterConfig::new("nats://127.0.0.1:4222")
+///     .url("nats://user:secret@10.0.0.2:4222")
+///     .subject_prefix("chat.rooms");
+/// let config = Config::new("127.0.0.1:9001".parse().unwrap()).cluster(cluster);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub(crate) urls: Vec<String>,
+    pub(crate) credentials: Option<PathBuf>,
+    pub(crate) prefix: String,
+    pub(crate) queue: usize,
+    pub(crate) node_id: Option<String>,
+}
+
+impl ClusterConfig {
+    /// A cluster reached through the NATS server at `url` (`nats://[user:pass@]host:port`).
+    pub fn new(url: impl Into<String>) -> Self {
+        ClusterConfig {
+            urls: vec![url.into()],
+            credentials: None,
+            prefix: "sockeye.room".into(),
+            queue: 1 << 16,
+            node_id: None,
+        }
+    }
+
+    /// Another seed server of the same NATS cluster.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.urls.push(url.into());
+        self
+    }
+
+    /// Authenticates with a NATS `.creds` file (JWT and NKey seed).
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.credentials = Some(path.into());
+        self
+    }
+
+    /// The subject prefix rooms live under (default `sockeye.room`); nodes of one cluster
+    /// must agree on it.
+    pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Messages waiting to go to NATS before further ones are dropped (default 65,536).
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue = n.max(1);
+        self
+    }
+
+    /// This node's id, sent in the `Sockeye-Node` header of what it publishes (default: 16
+    /// random hex digits).
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = Some(id.into());
+        self
+    }
+}
+
+/// A message on its way from a worker to NATS.
+pub(crate) struct Outgoing {
+    room: Arc<str>,
+    text: bool,
+    payload: Bytes,
+}
+
+/// The workers' side of the bridge, kept in the hub.
+pub(crate) struct Link {
+    tx: mpsc::Sender<Outgoing>,
+    pub(crate) stats: ClusterStats,
+    pub(crate) node_id: String,
+}
+
+/// Counters written by the bridge thread only (queue overflows are counted by the workers in
+/// their own [`WorkerStats::cluster_dropped`]).
+#[derive(Default)]
+pub(crate) struct ClusterStats {
+    pub(crate) connected: AtomicBool,
+    pub(crate) connects: AtomicU64,
+    pub(crate) published: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) dropped_disconnected: AtomicU64,
+    pub(crate) dropped_publish_error: AtomicU64,
+    pub(crate) dropped_invalid: AtomicU64,
+}
+
+impl Link {
+    /// Hands a local room message (a whole server frame) to the bridge; never blocks. A full
+    /// queue drops it and counts it on `stats`.
+    pub(crate) fn forward(&self, room: &Arc<str>, frame: &Bytes, stats: &WorkerStats) {
+        let Ok(sockeye_codec::Status::Complete((header, len))) =
+            sockeye_codec::Header::parse(frame)
+        else {
+            return; // frames come from PreparedMessage: always one complete header
+        };
+        let out = Outgoing {
+            room: room.clone(),
+            text: header.opcode == sockeye_codec::OpCode::Text,
+            payload: frame.slice(len..),
+        };
+        if self.tx.try_send(out).is_err() {
+            WorkerStats::add(&stats.cluster_dropped, 1);
+        }
+    }
+}
+
+/// The escaped single subject token for a room name: bytes outside `[A-Za-z0-9-]` become
+/// `_XX` (hex), and the empty name is `_`.
+pub(crate) fn token(room: &str) -> String {
+    if room.is_empty() {
+        return "_".into();
+    }
+    let mut out = String::with_capacity(room.len());
+    for b in room.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("_{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The room name a token stands for (`None` for a token [`token`] cannot produce).
+pub(crate) fn room_of(token: &str) -> Option<String> {
+    if token == "_" {
+        return Some(String::new());
+    }
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'_' => {
+                let hex = token.get(i + 1..i + 3)?;
+                let b = u8::from_str_radix(hex, 16).ok()?;
+                if hex.bytes().any(|c| c.is_ascii_lowercase())
+                    || b.is_ascii_alphanumeric()
+                    || b == b'-'
+                {
+                    return None; // not how `token` writes it: one room, one subject
+                }
+                out.push(b);
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b == b'-' => {
+                out.push(b);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Creates the bridge's queue; the hub keeps the [`Link`], [`start`] gets the receiver.
+pub(crate) fn link(config: &ClusterConfig) -> (Link, mpsc::Receiver<Outgoing>) {
+    let (tx, rx) = mpsc::channel(config.queue);
+    let node_id = config.node_id.clone().unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    });
+    let link = Link {
+        tx,
+        stats: ClusterStats::default(),
+        node_id,
+    };
+    (link, rx)
+}
+
+/// A running bridge: stop it with [`Bridge::stop`].
+pub(crate) struct Bridge {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Bridge {
+    pub(crate) fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts the bridge thread. It connects in the background (retrying forever with backoff),
+/// so a NATS server that is down does not stop the node from serving its local rooms.
+pub(crate) fn start(
+    config: &ClusterConfig,
+    hub: Arc<Hub>,
+    rx: mpsc::Receiver<Outgoing>,
+) -> std::io::Result<Bridge> {
+    let addrs = config
+        .urls
+        .iter()
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| std::io::Error::other(format!("cluster URL {u:?}: {e}")))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let config = config.clone();
+    let thread = std::thread::Builder::new()
+        .name("sockeye-cluster".into())
+        .spawn(move || runtime.block_on(run(config, addrs, hub, rx, stopped)))?;
+    Ok(Bridge { stop, thread })
+}
+
+/// Reconnect delays: 100 ms doubling to 5 s, with up to 20% jitter.
+fn backoff(attempt: usize) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
+    let mut r = [0u8; 1];
+    let _ = getrandom::fill(&mut r);
+    Duration::from_millis(base + base * u64::from(r[0]) / 1280)
+}
+
+async fn run(
+    config: ClusterConfig,
+    addrs: Vec<async_nats::ServerAddr>,
+    hub: Arc<Hub>,
+    rx: mpsc::Receiver<Outgoing>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let link = hub.cluster.as_ref().expect("the hub has the link");
+    let events_hub = hub.clone();
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("sockeye {}", link.node_id))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .no_echo()
+        .reconnect_delay_callback(backoff)
+        .connection_timeout(Duration::from_secs(2))
+        // Commands the client holds for its connection: with our own queue in front, a small
+        // bound keeps a stalled link from holding much memory.
+        .client_capacity(256)
+        .event_callback(move |event| {
+            let hub = events_hub.clone();
+            async move {
+                let Some(link) = hub.cluster.as_ref() else {
+                    return;
+                };
+                match event {
+                    async_nats::Event::Connected => {
+                        link.stats.connected.store(true, Relaxed);
+                        link.stats.connects.fetch_add(1, Relaxed);
+                        tracing::info!("cluster: connected to NATS; cross-node delivery on");
+                    }
+                    async_nats::Event::Disconnected => {
+                        link.stats.connected.store(false, Relaxed);
+                        tracing::warn!(
+                            "cluster: lost NATS; local delivery goes on, cross-node messages \
+                             are dropped until it is back"
+                        );
+                    }
+                    other => tracing::debug!(event = %other, "cluster: NATS event"),
+                }
+            }
+        });
+    if let Some(path) = &config.credentials {
+        options = match options.credentials_file(path).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e,
+                    "cluster: cannot read the credentials file; not clustered");
+                return drain(rx, stopped, &hub).await;
+            }
+        };
+    }
+    let client = match options.connect(addrs).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cluster: cannot start the NATS client; not clustered");
+            return drain(rx, stopped, &hub).await;
+        }
+    };
+    let subject = format!("{}.*", config.prefix);
+    let subscriber = match client.subscribe(subject.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, %subject, "cluster: cannot subscribe; not clustered");
+            return drain(rx, stopped, &hub).await;
+        }
+    };
+    let watch_hub = hub.clone();
+    let urls = config.urls.join(", ");
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let connected = watch_hub
+            .cluster
+            .as_ref()
+            .is_some_and(|l| l.stats.connected.load(Relaxed));
+        if !connected {
+            tracing::warn!(%urls, "cluster: NATS not reachable; serving local rooms only, \
+                                  retrying in the background");
+        }
+    });
+    let publisher = tokio::spawn(publish_loop(
+        client.clone(),
+        rx,
+        hub.clone(),
+        config.prefix.clone(),
+    ));
+    let receiver = tokio::spawn(receive_loop(subscriber, hub.clone(), config.prefix.clone()));
+    let _ = stopped.await;
+    publisher.abort();
+    receiver.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.drain()).await;
+}
+
+/// Without a NATS client: take messages off the queue (so the workers never find it full for
+/// that reason) and count them as dropped, until stopped.
+async fn drain(
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+    hub: &Hub,
+) {
+    let link = hub.cluster.as_ref().expect("the hub has the link");
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            m = rx.recv() => match m {
+                Some(_) => { link.stats.dropped_disconnected.fetch_add(1, Relaxed); }
+                None => return,
+            },
+        }
+    }
+}
+
+/// Local messages to NATS, in the order the workers queued them (per worker, which keeps
+/// each publishing connection's order).
+async fn publish_loop(
+    client: async_nats::Client,
+    mut rx: mpsc::Receiver<Outgoing>,
+    hub: Arc<Hub>,
+    prefix: String,
+) {
+    let link = hub.cluster.as_ref().expect("the hub has the link");
+    while let Some(out) = rx.recv().await {
+        if client.connection_state() != async_nats::connection::State::Connected {
+            link.stats.dropped_disconnected.fetch_add(1, Relaxed);
+            continue;
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(NODE_HEADER, link.node_id.as_str());
+        headers.insert(TYPE_HEADER, if out.text { "text" } else { "binary" });
+        let subject = format!("{prefix}.{}", token(&out.room));
+        match client
+            .publish_with_headers(subject, headers, out.payload)
+            .await
+        {
+            Ok(()) => {
+                link.stats.published.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                link.stats.dropped_publish_error.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, "cluster: publish failed");
+            }
+        }
+    }
+}
+
+/// Messages from other nodes (and from any other NATS publisher on a room subject) to the
+/// local members of their room.
+async fn receive_loop(mut subscriber: async_nats::Subscriber, hub: Arc<Hub>, prefix: String) {
+    let link = hub.cluster.as_ref().expect("the hub has the link");
+    while let Some(msg) = subscriber.next().await {
+        link.stats.received.fetch_add(1, Relaxed);
+        let headers = msg.headers.as_ref();
+        if headers
+            .and_then(|h| h.get(NODE_HEADER))
+            .is_some_and(|v| v.as_str() == link.node_id)
+        {
+            continue; // our own (no_echo should already keep it away)
+        }
+        let room = msg
+            .subject
+            .as_str()
+            .strip_prefix(prefix.as_str())
+            .and_then(|s| s.strip_prefix('.'))
+            .and_then(room_of);
+        let Some(room) = room else {
+            link.stats.dropped_invalid.fetch_add(1, Relaxed);
+            continue;
+        };
+        let kind = headers.and_then(|h| h.get(TYPE_HEADER)).map(|v| v.as_str());
+        let text = match kind {
+            Some("text") => true,
+            Some("binary") => false,
+            // A plain NATS publisher: text if it is UTF-8.
+            None => std::str::from_utf8(&msg.payload).is_ok(),
+            Some(_) => {
+                link.stats.dropped_invalid.fetch_add(1, Relaxed);
+                continue;
+            }
+        };
+        let prepared = if text {
+            match std::str::from_utf8(&msg.payload) {
+                Ok(t) => crate::PreparedMessage::text(t),
+                Err(_) => {
+                    link.stats.dropped_invalid.fetch_add(1, Relaxed);
+                    continue;
+                }
+            }
+        } else {
+            crate::PreparedMessage::binary(&msg.payload)
+        };
+        if let Some(key) = hub.rooms.find(&room) {
+            hub.broadcast(key, prepared.0.clone(), None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_become_one_safe_token_and_back() {
+        for room in [
+            "",
+            "/",
+            "/chat/lobby",
+            "a.b",
+            "*",
+            ">",
+            "a b\tc",
+            "_",
+            "__5F",
+            "κόσμε",
+            "/x?y=1",
+            "A-z_09",
+        ] {
+            let t = token(room);
+            assert!(!t.is_empty());
+            assert!(
+                t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{room:?} -> {t:?}"
+            );
+            assert_eq!(room_of(&t).as_deref(), Some(room), "{t}");
+        }
+        assert_eq!(token("/chat/lobby"), "_2Fchat_2Flobby");
+        // Tokens `token` never writes are refused, so one room has one subject.
+        for bad in ["_2f", "_41", "_2", "a.b", "*", ">", "_FF", "a b"] {
+            assert_eq!(room_of(bad), None, "{bad}");
+        }
+    }
+}

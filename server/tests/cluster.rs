@@ -362,6 +362,32 @@ fn three_nodes_through_nats_with_a_nats_restart() {
             }
         }
     }
+
+    // Any NATS publisher can speak into a room: a plain payload on the room's subject reaches
+    // its members on every node as text (it is UTF-8); a subject no room name escapes to is
+    // refused and counted.
+    let mut raw = TcpStream::connect(("127.0.0.1", nats_port)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    raw.write_all(
+        b"CONNECT {\"verbose\":false}\r\nPUB sockeye.room.a_2f 3\r\nbad\r\n\
+          PUB sockeye.room._2Fr2 15\r\nfrom a service!\r\nPING\r\n",
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let mut byte = [0u8];
+    while !reply.contains("PONG") {
+        raw.read_exact(&mut byte).unwrap();
+        reply.push(char::from(byte[0]));
+    }
+    for (who, c) in &mut r2 {
+        c.set_read_deadline(Some(Instant::now() + Duration::from_secs(10)));
+        assert_eq!(text(c), "from a service!", "{who}");
+    }
+    let invalid: u64 = nodes
+        .iter()
+        .map(|n| n.sample("sockeye_cluster_dropped_total{reason=\"invalid\"}"))
+        .sum();
+    assert_eq!(invalid, 3, "the bad subject refused by every node");
     drop(nats);
 }
 

@@ -125,6 +125,10 @@ enum Mode {
         /// broadcast floor, `peer-server --impl raw-fanout`), which forwards bytes verbatim.
         #[arg(long)]
         verbatim: bool,
+        /// Where the subscribers connect (repeatable, used in turn; default: --url, where the
+        /// publisher connects). With the nodes of a cluster here, every delivery crosses nodes.
+        #[arg(long = "subscriber-url", value_name = "URL")]
+        subscriber_urls: Vec<String>,
     },
     /// C tasks that each connect, upgrade, echo one message and close, again and again.
     Churn {
@@ -176,7 +180,8 @@ fn main() {
                 common,
                 window,
                 verbatim,
-            } => broadcast(common, window, verbatim).await,
+                subscriber_urls,
+            } => broadcast(common, window, verbatim, subscriber_urls).await,
             Mode::Conns {
                 common,
                 hold,
@@ -612,8 +617,16 @@ fn uring_echo(c: Common, k: usize) {
     );
 }
 
-async fn broadcast(c: Common, window: usize, verbatim: bool) {
+async fn broadcast(c: Common, window: usize, verbatim: bool, subscriber_urls: Vec<String>) {
     let (addr, path) = target(&c.url);
+    let sub_targets: Vec<_> = match subscriber_urls.is_empty() {
+        true => vec![(addr, path.clone())],
+        false => subscriber_urls.iter().map(|u| target(u)).collect(),
+    };
+    // Publish-to-delivery latency: payloads carry the send time (after the sequence number);
+    // every tenth subscriber records it.
+    let t0 = Instant::now();
+    let latencies = Rc::new(std::cell::RefCell::new(Vec::<u32>::new()));
     let counters = Rc::new(Counters::default());
     let progress = Rc::new(std::cell::RefCell::new(vec![0u64; c.connections]));
     let out_of_order = Rc::new(Cell::new(0u64));
@@ -621,7 +634,8 @@ async fn broadcast(c: Common, window: usize, verbatim: bool) {
     let moved = Rc::new(tokio::sync::Notify::new());
     let mut subs = Vec::new();
     for i in 0..c.connections {
-        let s = open(addr, &path, 1 + (i / 20000) as u8)
+        let (sub_addr, sub_path) = &sub_targets[i % sub_targets.len()];
+        let s = open(*sub_addr, sub_path, 1 + (i / 20000) as u8)
             .await
             .unwrap_or_else(|e| panic!("subscriber {i}: {e}"));
         let (counters, progress, ooo, stop) = (
@@ -630,6 +644,7 @@ async fn broadcast(c: Common, window: usize, verbatim: bool) {
             out_of_order.clone(),
             stop.clone(),
         );
+        let lat = (i % 10 == 0).then(|| latencies.clone());
         let moved = moved.clone();
         let size = c.size;
         subs.push(tokio::task::spawn_local(async move {
@@ -685,6 +700,12 @@ async fn broadcast(c: Common, window: usize, verbatim: bool) {
                     if counters.measuring.get() {
                         counters.messages.set(counters.messages.get() + 1);
                         counters.bytes.set(counters.bytes.get() + len as u64);
+                        if let Some(lat) = &lat {
+                            let p = at + hlen + 8;
+                            let sent = u64::from_le_bytes(buf[p..p + 8].try_into().unwrap());
+                            let now = t0.elapsed().as_nanos() as u64;
+                            lat.borrow_mut().push((now.saturating_sub(sent) / 1000) as u32);
+                        }
                     }
                     at += hlen + len;
                 }
@@ -695,8 +716,8 @@ async fn broadcast(c: Common, window: usize, verbatim: bool) {
         }));
     }
     assert!(
-        c.size >= 8 && c.size < 65536,
-        "broadcast payloads are 8..65535 bytes (a sequence number leads)"
+        c.size >= 16 && c.size < 65536,
+        "broadcast payloads are 16..65535 bytes (a sequence number and a time stamp lead)"
     );
     let publisher = open(addr, &path, 1).await.expect("publisher");
     let (mut pub_rd, mut publisher) = publisher.into_split();
@@ -722,6 +743,7 @@ async fn broadcast(c: Common, window: usize, verbatim: bool) {
             seq += 1;
             let mut p = payload(c.size, 0);
             p[..8].copy_from_slice(&seq.to_le_bytes());
+            p[8..16].copy_from_slice(&(t0.elapsed().as_nanos() as u64).to_le_bytes());
             let (masked, plain) = frames(c.text, &p);
             batch.extend_from_slice(if verbatim { &plain } else { &masked });
         }
@@ -771,7 +793,7 @@ async fn broadcast(c: Common, window: usize, verbatim: bool) {
         secs,
         server_cpu,
         own_cpu,
-        None,
+        Some(&sorted(latencies.take())),
     );
 }
 
@@ -987,6 +1009,11 @@ async fn send_compressed(
 }
 
 #[allow(clippy::too_many_arguments)]
+fn sorted(mut v: Vec<u32>) -> Vec<u32> {
+    v.sort_unstable();
+    v
+}
+
 fn report(
     c: &Common,
     mode: &str,

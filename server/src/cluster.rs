@@ -153,8 +153,10 @@ pub(crate) fn token(room: &str) -> String {
 
 /// The room name a token stands for (`None` for a token [`token`] cannot produce).
 pub(crate) fn room_of(token: &str) -> Option<String> {
-    if token == "_" {
-        return Some(String::new());
+    match token {
+        "_" => return Some(String::new()),
+        "" => return None, // not a token `token` writes (and not a valid subject token)
+        _ => {}
     }
     let bytes = token.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -475,6 +477,24 @@ mod tests {
         // Tokens `token` never writes are refused, so one room has one subject.
         for bad in ["_2f", "_41", "_2", "a.b", "*", ">", "_FF", "a b"] {
             assert_eq!(room_of(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any room name maps to one token of safe characters and back.
+        #[test]
+        fn any_room_name_round_trips(room in "\\PC{0,40}") {
+            let t = token(&room);
+            proptest::prop_assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            proptest::prop_assert_eq!(room_of(&t), Some(room));
+        }
+
+        /// Any subject token from the wire is either refused or the token of exactly one room.
+        #[test]
+        fn any_token_is_refused_or_canonical(t in "[A-Za-z0-9_.*> -]{0,24}|(_[0-9A-Fa-f]{0,2}[a-z]?){1,6}") {
+            if let Some(room) = room_of(&t) {
+                proptest::prop_assert_eq!(token(&room), t);
+            }
         }
     }
 }

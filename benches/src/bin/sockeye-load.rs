@@ -704,7 +704,8 @@ async fn broadcast(c: Common, window: usize, verbatim: bool, subscriber_urls: Ve
                             let p = at + hlen + 8;
                             let sent = u64::from_le_bytes(buf[p..p + 8].try_into().unwrap());
                             let now = t0.elapsed().as_nanos() as u64;
-                            lat.borrow_mut().push((now.saturating_sub(sent) / 1000) as u32);
+                            lat.borrow_mut()
+                                .push((now.saturating_sub(sent) / 1000) as u32);
                         }
                     }
                     at += hlen + len;

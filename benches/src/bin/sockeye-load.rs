@@ -1009,12 +1009,13 @@ async fn send_compressed(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `v`, sorted (for percentiles).
 fn sorted(mut v: Vec<u32>) -> Vec<u32> {
     v.sort_unstable();
     v
 }
 
+#[allow(clippy::too_many_arguments)]
 fn report(
     c: &Common,
     mode: &str,

@@ -217,18 +217,26 @@ fn expect_all(c: &mut Conn, who: &str, publishers: &[&str], n: usize) {
     c.set_read_deadline(Some(Instant::now() + Duration::from_secs(30)));
 }
 
-#[test]
-fn three_nodes_through_nats_with_a_nats_restart() {
-    if Command::new("nats-server")
+/// Whether `nats-server` is installed; without it the tests are skipped (with a message), or
+/// fail under `SOCKEYE_REQUIRE_INTEROP`.
+fn have_nats() -> bool {
+    let found = Command::new("nats-server")
         .arg("--version")
         .output()
-        .is_err()
-    {
+        .is_ok();
+    if !found {
         assert!(
             std::env::var_os("SOCKEYE_REQUIRE_INTEROP").is_none(),
             "nats-server is required (apt-get install nats-server)"
         );
         eprintln!("skipped: apt-get install nats-server to run this test");
+    }
+    found
+}
+
+#[test]
+fn three_nodes_through_nats_with_a_nats_restart() {
+    if !have_nats() {
         return;
     }
     let nats_port = free_port();
@@ -395,13 +403,7 @@ fn three_nodes_through_nats_with_a_nats_restart() {
 /// joins the cluster by itself once NATS is up.
 #[test]
 fn a_node_starts_without_nats_and_joins_when_it_comes_up() {
-    if Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(std::env::var_os("SOCKEYE_REQUIRE_INTEROP").is_none());
-        eprintln!("skipped: apt-get install nats-server to run this test");
+    if !have_nats() {
         return;
     }
     let nats_port = free_port();
@@ -434,13 +436,7 @@ fn a_node_starts_without_nats_and_joins_when_it_comes_up() {
 #[test]
 fn a_stalled_nats_never_blocks_local_delivery() {
     use sockeye_server::{Broadcast, ClusterConfig, Config, Server};
-    if Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(std::env::var_os("SOCKEYE_REQUIRE_INTEROP").is_none());
-        eprintln!("skipped: apt-get install nats-server to run this test");
+    if !have_nats() {
         return;
     }
     let nats_port = free_port();

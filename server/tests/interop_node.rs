@@ -5,9 +5,9 @@
 //! Skipped with a message when Node or `ws` is missing, unless `SOCKEYE_REQUIRE_INTEROP=1`
 //! (set by `.ci/run`), which makes a missing peer a failure.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 mod common;
@@ -80,19 +80,7 @@ fn node_ws_client() {
 
 /// Starts `server.mjs` with compression `mode`; the process serves until its stdin closes.
 fn node_server(mode: &str) -> (Child, String) {
-    let mut child = Command::new("node")
-        .arg(dir().join("server.mjs"))
-        .arg(mode)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    assert!(!port.trim().is_empty(), "node server printed no port");
-    (child, format!("ws://127.0.0.1:{}/", port.trim()))
+    common::peer_server(Command::new("node").arg(dir().join("server.mjs")).arg(mode))
 }
 
 /// Our client against Node `ws`' echo server, in each of its compression modes, with and

@@ -3,8 +3,8 @@
 //! Skipped with a message when Python or `websockets` is missing, unless
 //! `SOCKEYE_REQUIRE_INTEROP=1` (set by `.ci/run`), which makes a missing client a failure.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
@@ -37,18 +37,7 @@ fn python_server() -> (std::process::Child, String) {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_server.py"
     );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let url = format!("ws://127.0.0.1:{}/", port.trim());
-    (child, url)
+    common::peer_server(Command::new("python3").arg(script))
 }
 
 #[test]

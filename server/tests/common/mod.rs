@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that drive other programs (peers, the browser).
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 
 /// Runs `cmd` to completion and returns its standard output; fails the test, with both
 /// outputs and `what`, if it does not exit successfully.
@@ -16,4 +17,21 @@ pub fn stdout_of(cmd: &mut Command, what: &str) -> String {
         out.status
     );
     stdout
+}
+
+/// Starts a peer server that prints its port on its first line and serves until its stdin
+/// closes; the process and its `ws://` URL.
+#[allow(dead_code)] // not every test file that includes this module starts a server
+pub fn peer_server(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    assert!(!port.trim().is_empty(), "{cmd:?} printed no port");
+    (child, format!("ws://127.0.0.1:{}/", port.trim()))
 }

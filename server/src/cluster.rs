@@ -112,24 +112,38 @@ pub(crate) struct ClusterStats {
     pub(crate) dropped_disconnected: AtomicU64,
     pub(crate) dropped_publish_error: AtomicU64,
     pub(crate) dropped_invalid: AtomicU64,
+    /// Queue overflows of messages published from outside the workers ([`crate::Poster`]).
+    pub(crate) queue_full_elsewhere: AtomicU64,
 }
 
 impl Link {
-    /// Hands a local room message (a whole server frame) to the bridge; never blocks. A full
-    /// queue drops it and counts it on `stats`.
-    pub(crate) fn forward(&self, room: &Arc<str>, frame: &Bytes, stats: &WorkerStats) {
+    /// Hands a local room message (a whole server frame) to the bridge; never blocks. False
+    /// when the queue is full (the message is dropped; the caller counts it).
+    fn forward(&self, room: &Arc<str>, frame: &Bytes) -> bool {
         let Ok(sockeye_codec::Status::Complete((header, len))) =
             sockeye_codec::Header::parse(frame)
         else {
-            return; // frames come from PreparedMessage: always one complete header
+            return true; // frames come from PreparedMessage: always one complete header
         };
         let out = Outgoing {
             room: room.clone(),
             text: header.opcode == sockeye_codec::OpCode::Text,
             payload: frame.slice(len..),
         };
-        if self.tx.try_send(out).is_err() {
+        self.tx.try_send(out).is_ok()
+    }
+
+    /// [`Link::forward`] from a worker, which counts a full queue in its own stats.
+    pub(crate) fn forward_from_worker(&self, room: &Arc<str>, frame: &Bytes, stats: &WorkerStats) {
+        if !self.forward(room, frame) {
             WorkerStats::add(&stats.cluster_dropped, 1);
+        }
+    }
+
+    /// [`Link::forward`] from any other thread.
+    pub(crate) fn forward_from_elsewhere(&self, room: &str, frame: &Bytes) {
+        if !self.forward(&Arc::from(room), frame) {
+            self.stats.queue_full_elsewhere.fetch_add(1, Relaxed);
         }
     }
 }

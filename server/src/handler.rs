@@ -362,7 +362,8 @@ impl WebSocket<'_> {
     }
 
     /// Publishes to the room named `room` (looked up in the process-wide room table, which
-    /// [`WebSocket::publish`] does not need); false if it has no members.
+    /// [`WebSocket::publish`] does not need); false if it has no members in this process (when
+    /// clustered, the other nodes get it all the same).
     pub fn publish_to(&mut self, room: &str, msg: &PreparedMessage) -> bool {
         self.io.publish_to(room, msg.0.clone())
     }

@@ -235,7 +235,7 @@ pub(crate) fn render_metrics(config: &Config, hub: &Hub) -> String {
             &[
                 (
                     "{reason=\"queue_full\"}".into(),
-                    sum(&|s| &s.cluster_dropped),
+                    sum(&|s| &s.cluster_dropped).wrapping_add(c.queue_full_elsewhere.load(Relaxed)),
                 ),
                 (
                     "{reason=\"disconnected\"}".into(),

@@ -505,10 +505,14 @@ impl Poster {
             .is_ok()
     }
 
-    /// Publishes `msg` to every member of `room` on every worker, from any thread. Returns
-    /// false if the room has no members (nothing to deliver); a worker whose mailbox is full
-    /// misses the message (counted as dropped).
+    /// Publishes `msg` to every member of `room` on every worker (and, when clustered, on
+    /// every node), from any thread. Returns false if the room has no members in this process;
+    /// a worker whose mailbox is full misses the message (counted as dropped).
     pub fn publish(&self, room: &str, msg: &crate::PreparedMessage) -> bool {
+        #[cfg(feature = "cluster")]
+        if let Some(link) = &self.hub.cluster {
+            link.forward_from_elsewhere(room, &msg.0);
+        }
         let Some(key) = self.hub.rooms.find(room) else {
             return false;
         };

@@ -490,9 +490,14 @@ impl Io {
         self.to_publish.push((key, frame, name));
     }
 
-    /// Publishes to the room named `name`; false if it has no members anywhere.
+    /// Publishes to the room named `name`; false if it has no members in this process (when
+    /// clustered, the other nodes get it all the same).
     pub(crate) fn publish_to(&mut self, name: &str, frame: Bytes) -> bool {
         let Some(key) = self.hub.rooms.find(name) else {
+            #[cfg(feature = "cluster")]
+            if let Some(link) = &self.hub.cluster {
+                link.forward_from_worker(&Arc::from(name), &frame, self.stats());
+            }
             return false;
         };
         self.to_publish.push((key, frame, Arc::from(name)));
@@ -1331,7 +1336,7 @@ impl<H: Handler> Worker<H> {
         for (key, frame, _room) in frames {
             #[cfg(feature = "cluster")]
             if let Some(link) = &self.io.hub.cluster {
-                link.forward(&_room, &frame, self.io.stats());
+                link.forward_from_worker(&_room, &frame, self.io.stats());
             }
             self.io.hub.broadcast(key, frame.clone(), Some(me));
             self.deliver(key, frame);

@@ -497,3 +497,44 @@ fn a_stalled_nats_never_blocks_local_delivery() {
     server.join().unwrap();
     drop(nats);
 }
+
+/// `Poster::publish` from any thread reaches the room on every node, even one with no member
+/// in the publishing process.
+#[test]
+fn other_threads_publish_across_the_cluster() {
+    use sockeye_server::{Broadcast, ClusterConfig, Config, PreparedMessage, Server};
+    if !have_nats() {
+        return;
+    }
+    let nats_port = free_port();
+    let _nats = Nats::start(nats_port);
+    let start = || {
+        let cluster = ClusterConfig::new(format!("nats://127.0.0.1:{nats_port}"));
+        let config = Config::new("127.0.0.1:0".parse().unwrap())
+            .workers(2)
+            .cluster(cluster);
+        Server::start(config, |_| Broadcast).unwrap()
+    };
+    let (a, b) = (start(), start());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for s in [&a, &b] {
+        while !s.metrics().contains("sockeye_cluster_connected 1\n") {
+            assert!(Instant::now() < deadline, "not connected");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let url = format!("ws://{}/news", b.local_addr());
+    let mut member = client::dial(&url, &DialOptions::new()).unwrap();
+    member.set_read_deadline(Some(Instant::now() + Duration::from_secs(10)));
+    let poster = a.poster();
+    let from_thread = std::thread::spawn(move || {
+        poster.publish("/news", &PreparedMessage::text("from node a's thread"))
+    });
+    assert!(!from_thread.join().unwrap(), "no member of /news on node a");
+    assert_eq!(text(&mut member), "from node a's thread");
+    drop(member);
+    for s in [a, b] {
+        s.shutdown();
+        s.join().unwrap();
+    }
+}

@@ -243,6 +243,26 @@ pub(crate) fn start(
                 .map_err(|e| std::io::Error::other(format!("cluster URL {u:?}: {e}")))
         })
         .collect::<std::io::Result<Vec<_>>>()?;
+    // Configuration mistakes fail the start, not a background thread later.
+    let prefix_ok = config.prefix.split('.').all(|t| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>')
+    });
+    if !prefix_ok {
+        return Err(std::io::Error::other(format!(
+            "cluster subject prefix {:?}: dot-separated tokens without spaces, '*' or '>'",
+            config.prefix
+        )));
+    }
+    if let Some(path) = &config.credentials {
+        std::fs::File::open(path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cluster credentials {}: {e}", path.display()),
+            )
+        })?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

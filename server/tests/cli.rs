@@ -112,3 +112,88 @@ fn connect_prints_echoes_and_exits_with_the_close() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("refused"), "{stderr}");
 }
+
+/// Starts `sockeye serve` with `args` on a free port; the process and its port.
+fn serve(args: &[&str]) -> (std::process::Child, u16) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .args(["serve", "--port", &port.to_string(), "--workers", "1"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
+fn get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+#[test]
+fn serve_has_the_demo_page_and_metrics_unless_told_not_to() {
+    let (mut on, port) = serve(&[]);
+    let page = get(port, "/");
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("Content-Type: text/html; charset=utf-8\r\n"));
+    assert!(page.contains("<title>sockeye demo</title>"));
+    assert!(get(port, "/metrics").contains("\nsockeye_connections 0\n"));
+    assert!(get(port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
+    on.kill().unwrap();
+    on.wait().unwrap();
+
+    let (mut off, port) = serve(&["--no-demo", "--no-metrics"]);
+    for path in ["/", "/metrics", "/healthz"] {
+        let resp = get(port, path);
+        assert!(resp.starts_with("HTTP/1.1 426 "), "{path}: {resp}");
+    }
+    off.kill().unwrap();
+    off.wait().unwrap();
+}
+
+#[test]
+fn serve_refuses_bad_cluster_settings_at_start() {
+    for (args, says) in [
+        (&["--cluster", "not a url"][..], "cluster URL"),
+        (
+            &[
+                "--cluster",
+                "nats://127.0.0.1:1",
+                "--cluster-prefix",
+                "rooms.>",
+            ][..],
+            "cluster subject prefix",
+        ),
+        (
+            &[
+                "--cluster",
+                "nats://127.0.0.1:1",
+                "--cluster-credentials",
+                "/nonexistent.creds",
+            ][..],
+            "cluster credentials",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

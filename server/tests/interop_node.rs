@@ -8,13 +8,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::time::Duration;
 
 mod common;
 
 use sockeye_codec::DataKind;
 use sockeye_server::client::{self, DialOptions, Message};
-use sockeye_server::{CloseCode, Compression, Config, Echo, Server};
+use sockeye_server::{Compression, Config, Echo, Server};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop-node")
@@ -142,15 +141,7 @@ fn node_ws_server() {
                 conn.read().unwrap().into_bytes() == blob[..70_000],
                 "{what}"
             );
-            let writer = conn.writer().clone();
-            let pinger = std::thread::spawn(move || {
-                let rtt = writer.ping(Duration::from_secs(5));
-                writer.write_text("after ping").unwrap();
-                rtt
-            });
-            assert_eq!(conn.read().unwrap(), Message::Text("after ping".into()));
-            pinger.join().unwrap().unwrap();
-            conn.close(CloseCode::NORMAL, "bye").unwrap();
+            common::ping_then_close(&mut conn);
         }
         drop(child.stdin.take());
         assert!(child.wait().unwrap().success());

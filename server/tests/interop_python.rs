@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::process::Command;
-use std::time::Duration;
 
 mod common;
 
@@ -87,15 +86,7 @@ fn python_websockets_server() {
     w.write_all(text.as_bytes()).unwrap();
     w.finish().unwrap();
     assert_eq!(conn.read().unwrap(), Message::Text(text));
-    let writer = conn.writer().clone();
-    let pinger = std::thread::spawn(move || {
-        let rtt = writer.ping(Duration::from_secs(5));
-        writer.write_text("after ping").unwrap();
-        rtt
-    });
-    assert_eq!(conn.read().unwrap(), Message::Text("after ping".into()));
-    pinger.join().unwrap().unwrap();
-    conn.close(CloseCode::NORMAL, "bye").unwrap();
+    common::ping_then_close(&mut conn);
 
     // websockets refuses a client without one of its subprotocols: a 400 whose body says why.
     match client::dial(&url, &DialOptions::new()) {

@@ -35,3 +35,20 @@ pub fn peer_server(cmd: &mut Command) -> (Child, String) {
     assert!(!port.trim().is_empty(), "{cmd:?} printed no port");
     (child, format!("ws://127.0.0.1:{}/", port.trim()))
 }
+
+/// Pings from another thread while this one reads (a message written after the ping must
+/// come back after the pong was seen), then closes normally.
+#[allow(dead_code)] // not every test file that includes this module has a client
+pub fn ping_then_close(conn: &mut sockeye_server::client::Conn) {
+    use sockeye_server::client::Message;
+    let writer = conn.writer().clone();
+    let pinger = std::thread::spawn(move || {
+        let rtt = writer.ping(std::time::Duration::from_secs(5));
+        writer.write_text("after ping").unwrap();
+        rtt
+    });
+    assert_eq!(conn.read().unwrap(), Message::Text("after ping".into()));
+    pinger.join().unwrap().unwrap();
+    conn.close(sockeye_server::CloseCode::NORMAL, "bye")
+        .unwrap();
+}

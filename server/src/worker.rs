@@ -520,7 +520,7 @@ impl Io {
         let room = &mut self.rooms[i];
         if room.generation != key.generation {
             // The slot's previous room emptied on every worker, so none of it is left here.
-            debug_assert_eq!(room.live, 0);
+            debug_assert_eq!(room.live(), 0);
             *room = LocalRoom {
                 generation: key.generation,
                 ..LocalRoom::default()
@@ -537,7 +537,6 @@ impl Io {
                 room.members.len() as u32 - 1
             }
         };
-        room.live += 1;
         conn.room = key.id;
         conn.sub = pos + 1;
         Ok(())
@@ -551,13 +550,11 @@ impl Io {
         let room = &mut self.rooms[conn.room as usize];
         let pos = conn.sub - 1;
         room.members[pos as usize] = VACANT;
-        room.live -= 1;
-        if room.live == 0 {
-            // Nothing kept for an empty room but its generation.
+        room.free.push(pos);
+        if room.live() == 0 {
+            // Nothing kept for an empty room but its generation and name.
             room.members = Vec::new();
             room.free = Vec::new();
-        } else {
-            room.free.push(pos);
         }
         let key = RoomKey {
             id: conn.room,
@@ -579,7 +576,13 @@ struct LocalRoom {
     members: Vec<ConnId>,
     /// Vacant places in `members`.
     free: Vec<u32>,
-    live: u32,
+}
+
+impl LocalRoom {
+    /// Members on this worker.
+    fn live(&self) -> usize {
+        self.members.len() - self.free.len()
+    }
 }
 
 /// A vacant place in a room's member list (matches no connection).
@@ -924,13 +927,7 @@ impl<H: Handler> Worker<H> {
             (n, Some(b)) if n > 0 => {
                 conn.last_rx = self.io.timers.now();
                 WorkerStats::add(&self.io.stats().bytes_in, n as u64);
-                let before = conn.input_bytes();
                 self.on_bytes(id, &b);
-                if let Some(conn) = self.slab.get(slot, epoch) {
-                    let after = conn.input_bytes();
-                    let gauge = &self.io.stats().read_buffer_bytes;
-                    WorkerStats::add(gauge, after.wrapping_sub(before));
-                }
                 self.bufs.recycle(b);
             }
             (_, b) => {
@@ -955,12 +952,14 @@ impl<H: Handler> Worker<H> {
         self.maybe_free(id);
     }
 
-    /// Bytes received on a connection, in a ring buffer.
+    /// Bytes received on a connection, in a ring buffer; the read-buffer gauge follows what the
+    /// connection holds for reading afterwards.
     fn on_bytes(&mut self, id: ConnId, b: &RecvBuf) {
         let data = self.bufs.bytes(b);
         let conn = self.slab.conns[id.slot as usize]
             .as_mut()
             .expect("live connection");
+        let before = conn.input_bytes();
         match conn.state {
             State::Handshake if conn.outbound => {
                 let input = conn.input();
@@ -985,6 +984,8 @@ impl<H: Handler> Worker<H> {
             }
             State::Connecting | State::Refused | State::Dead => {}
         }
+        let gauge = &self.io.stats().read_buffer_bytes;
+        WorkerStats::add(gauge, conn.input_bytes().wrapping_sub(before));
     }
 
     fn on_send(&mut self, slot: u32, epoch: u32, res: i32) {

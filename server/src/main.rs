@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sockeye_server::{
-    Compression, Config, Handler, Message, OwnedMessage, PreparedMessage, Server, SlowPolicy,
+    Broadcast, Compression, Config, Echo, Handler, Message, OwnedMessage, Server, SlowPolicy,
     WebSocket,
 };
 
@@ -184,30 +184,21 @@ impl Serve {
 impl Handler for Serve {
     fn on_open(&mut self, ws: &mut WebSocket<'_>) {
         if self.broadcasts(ws.request_path().unwrap_or("/")) {
-            sockeye_server::join_path(ws);
+            Broadcast.on_open(ws);
         }
     }
 
     fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
-        if ws.subscribed() {
-            let prepared = match msg {
-                Message::Text(t) => PreparedMessage::text(t),
-                Message::Binary(b) => PreparedMessage::binary(b),
-            };
-            ws.publish(&prepared);
-        } else {
-            match msg {
-                Message::Text(t) => ws.send_text(t),
-                Message::Binary(b) => ws.send_binary(b),
-            };
+        match ws.subscribed() {
+            true => Broadcast.on_message(ws, msg),
+            false => Echo.on_message(ws, msg),
         }
     }
 
     fn on_message_owned(&mut self, ws: &mut WebSocket<'_>, msg: OwnedMessage) {
-        if ws.subscribed() {
-            self.on_message(ws, msg.as_message());
-        } else {
-            ws.send_owned(msg);
+        match ws.subscribed() {
+            true => Broadcast.on_message_owned(ws, msg),
+            false => Echo.on_message_owned(ws, msg),
         }
     }
 }

@@ -185,6 +185,15 @@ fn all_connected(nodes: &[Node], within: Duration) {
     }
 }
 
+/// Waits (bounded) until an in-process server reports `sockeye_cluster_connected 1`.
+fn joined(server: &sockeye_server::Server) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.metrics().contains("sockeye_cluster_connected 1\n") {
+        assert!(Instant::now() < deadline, "not connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Reads until every publisher in `publishers` has delivered `0..n` and its end marker, in
 /// order, exactly once; nothing from elsewhere. Then nothing more arrives for a while.
 fn expect_all(c: &mut Conn, who: &str, publishers: &[&str], n: usize) {
@@ -447,11 +456,7 @@ fn a_stalled_nats_never_blocks_local_delivery() {
         .max_backpressure(64 << 20)
         .cluster(cluster);
     let server = Server::start(config, |_| Broadcast).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.metrics().contains("sockeye_cluster_connected 1\n") {
-        assert!(Instant::now() < deadline, "not connected");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    joined(&server);
     let pid = nats.0.id().to_string();
     assert!(
         Command::new("kill")
@@ -516,13 +521,8 @@ fn other_threads_publish_across_the_cluster() {
         Server::start(config, |_| Broadcast).unwrap()
     };
     let (a, b) = (start(), start());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for s in [&a, &b] {
-        while !s.metrics().contains("sockeye_cluster_connected 1\n") {
-            assert!(Instant::now() < deadline, "not connected");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    joined(&a);
+    joined(&b);
     let url = format!("ws://{}/news", b.local_addr());
     let mut member = client::dial(&url, &DialOptions::new()).unwrap();
     member.set_read_deadline(Some(Instant::now() + Duration::from_secs(10)));

@@ -24,6 +24,14 @@ fn http(addr: SocketAddr, request: &str) -> String {
     resp
 }
 
+/// An upgrade request to `addr` for WebSocket version `version`.
+fn upgrade_request(addr: SocketAddr, version: u8) -> String {
+    format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\r\n"
+    )
+}
+
 fn get(addr: SocketAddr, path: &str) -> String {
     http(
         addr,
@@ -110,13 +118,7 @@ fn metrics_count_what_happened() {
     let foreign = DialOptions::new().origin("http://evil.example");
     assert!(client::dial(&url, &foreign).is_err());
     assert!(get(addr, "/nothing-here").starts_with("HTTP/1.1 426 "));
-    let bad_version = http(
-        addr,
-        &format!(
-            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
-        ),
-    );
+    let bad_version = http(addr, &upgrade_request(addr, 8));
     assert!(bad_version.starts_with("HTTP/1.1 426 "));
 
     let text = eventually(&server, "two closes counted", |t| {
@@ -165,12 +167,7 @@ fn metrics_count_what_happened() {
 
     // A message held half-received shows in the read-buffer gauge, and leaves it when done.
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
+    s.write_all(upgrade_request(addr, 13).as_bytes()).unwrap();
     let len = 300_000usize;
     let mut frame = vec![0x82, 0xff];
     frame.extend_from_slice(&(len as u64).to_be_bytes());
@@ -268,12 +265,8 @@ fn backpressure_and_slow_subscribers_are_counted() {
     // A peer that does not read its echoes pauses reading: one backpressure event at least.
     let server = Server::start(config_echo_small(), |_| Echo).unwrap();
     let mut s = TcpStream::connect(server.local_addr()).unwrap();
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
+    s.write_all(upgrade_request(server.local_addr(), 13).as_bytes())
+        .unwrap();
     s.set_write_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let mut frame = vec![0x82, 0xfe, 0xff, 0xff, 0, 0, 0, 0];
@@ -304,12 +297,9 @@ fn healthz_is_200_then_503_while_shutting_down() {
     );
     // A peer that never answers the close keeps the server draining until the close timeout.
     let mut stubborn = TcpStream::connect(addr).unwrap();
-    write!(
-        stubborn,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
+    stubborn
+        .write_all(upgrade_request(addr, 13).as_bytes())
+        .unwrap();
     let mut buf = [0u8; 129];
     stubborn
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -159,16 +159,16 @@ fn broadcast_reaches_every_subscriber_in_order() {
     server.join().unwrap();
 }
 
-/// Upgrades by hand, to send bytes no well-behaved client would.
-fn raw_upgrade(addr: SocketAddr, extra: &str) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
+/// An upgrade request to `addr` with `extra` header lines.
+fn upgrade_request(addr: SocketAddr, extra: &str) -> String {
+    format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
-    .unwrap();
+}
+
+/// Reads a response's status line and headers, byte by byte (nothing after them).
+fn read_head(s: &mut TcpStream) -> String {
     let mut resp = Vec::new();
     let mut byte = [0u8];
     while !resp.ends_with(b"\r\n\r\n") {
@@ -177,7 +177,17 @@ fn raw_upgrade(addr: SocketAddr, extra: &str) -> (TcpStream, String) {
         }
         resp.push(byte[0]);
     }
-    (s, String::from_utf8(resp).unwrap())
+    String::from_utf8(resp).unwrap()
+}
+
+/// Upgrades by hand, to send bytes no well-behaved client would.
+fn raw_upgrade(addr: SocketAddr, extra: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(upgrade_request(addr, extra).as_bytes())
+        .unwrap();
+    let head = read_head(&mut s);
+    (s, head)
 }
 
 /// Reads an unmasked close frame and returns its code; the server then closes the socket.
@@ -231,11 +241,7 @@ fn bad_frames_get_their_close_codes_and_others_go_on() {
 fn frames_sent_with_the_request_are_all_read() {
     let server = Server::start(config(), |_| Echo).unwrap();
     let addr = server.local_addr();
-    let mut bytes = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes();
+    let mut bytes = upgrade_request(addr, "").into_bytes();
     let sizes = [100_000usize, 5, 70_000];
     for (i, n) in sizes.iter().enumerate() {
         bytes.extend_from_slice(&[0x82, 0xff]);
@@ -246,13 +252,7 @@ fn frames_sent_with_the_request_are_all_read() {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&bytes).unwrap();
-    let mut resp = Vec::new();
-    let mut byte = [0u8];
-    while !resp.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).unwrap();
-        resp.push(byte[0]);
-    }
-    assert!(resp.starts_with(b"HTTP/1.1 101 "));
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101 "));
     for (i, n) in sizes.iter().enumerate() {
         let (header, payload) = read_frame(&mut s);
         assert_eq!(header.opcode, sockeye_codec::OpCode::Binary);

@@ -53,7 +53,8 @@
 //! ## Features
 //!
 //! - `std` (default): run-time CPU detection for the masking kernels. Implies `alloc`.
-//! - `alloc`: owned helpers.
+//! - `alloc`: the connection [`session`] (message assembly, streaming, inflated text) and owned
+//!   helpers.
 //! - `deflate`: permessage-deflate (RFC 7692) in [`deflate`]: negotiation for both roles and
 //!   pooled compression state, on `flate2` with the pure-Rust `zlib-rs` backend. Implies
 //!   `alloc`; flate2 needs a target with `std`.
@@ -79,6 +80,8 @@ mod error;
 mod frame;
 pub mod handshake;
 mod mask;
+#[cfg(feature = "alloc")]
+pub mod session;
 mod utf8;
 
 pub use close::{Close, CloseCode, MAX_REASON_LEN};

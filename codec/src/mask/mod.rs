@@ -66,9 +66,9 @@ pub fn kernel_name() -> &'static str {
     match choice() {
         Choice::Scalar => "scalar",
         #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
-        Choice::Sse2 => "sse2",
+        Choice::Sse2(_) => "sse2",
         #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
-        Choice::Avx2 => "avx2",
+        Choice::Avx2(_) => "avx2",
         #[cfg(all(target_arch = "aarch64", not(sockeye_disable_simd), not(miri)))]
         Choice::Neon => "neon",
     }
@@ -78,15 +78,15 @@ pub fn kernel_name() -> &'static str {
 #[doc(hidden)]
 pub type Kernel = (&'static str, fn(&mut [u8], [u8; 4]));
 
-/// The kernels this build can choose from. A variant is only ever produced by [`choice`] after
-/// the CPU was found to support it, which is what makes calling its kernel sound.
+/// The kernels this build can choose from. A SIMD variant carries the token that proves the CPU
+/// supports it, which is what makes calling its kernel sound.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Choice {
     Scalar,
     #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
-    Sse2,
+    Sse2(x86::Sse2),
     #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
-    Avx2,
+    Avx2(x86::Avx2),
     #[cfg(all(target_arch = "aarch64", not(sockeye_disable_simd), not(miri)))]
     Neon,
 }
@@ -96,9 +96,9 @@ fn dispatch(buf: &mut [u8], key: [u8; 4]) {
     match choice() {
         Choice::Scalar => scalar::mask(buf, key),
         #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
-        Choice::Sse2 => x86::mask_sse2_detected(buf, key),
+        Choice::Sse2(t) => x86::mask_sse2_with(t, buf, key),
         #[cfg(all(target_arch = "x86_64", not(sockeye_disable_simd), not(miri)))]
-        Choice::Avx2 => x86::mask_avx2_detected(buf, key),
+        Choice::Avx2(t) => x86::mask_avx2_with(t, buf, key),
         #[cfg(all(target_arch = "aarch64", not(sockeye_disable_simd), not(miri)))]
         Choice::Neon => aarch64::mask_neon(buf, key),
     }
@@ -112,6 +112,7 @@ fn dispatch(buf: &mut [u8], key: [u8; 4]) {
     feature = "std"
 ))]
 #[inline]
+#[allow(unsafe_code)] // the tokens for a kernel detected once and cached
 fn choice() -> Choice {
     use core::sync::atomic::{AtomicU8, Ordering};
     // 0 = not detected yet, 1 = scalar, 2 = sse2, 3 = avx2.
@@ -131,8 +132,10 @@ fn choice() -> Choice {
         c => c,
     };
     match c {
-        3 => Choice::Avx2,
-        2 => Choice::Sse2,
+        // SAFETY: 3 is stored above only after `Avx2::new` found AVX2.
+        3 => Choice::Avx2(unsafe { x86::Avx2::new_unchecked() }),
+        // SAFETY: 2 is stored above only after `Sse2::new` found SSE2.
+        2 => Choice::Sse2(unsafe { x86::Sse2::new_unchecked() }),
         _ => Choice::Scalar,
     }
 }
@@ -146,10 +149,10 @@ fn choice() -> Choice {
 ))]
 #[inline]
 fn choice() -> Choice {
-    if cfg!(target_feature = "avx2") {
-        Choice::Avx2
-    } else if cfg!(target_feature = "sse2") {
-        Choice::Sse2
+    if let Some(t) = x86::Avx2::new() {
+        Choice::Avx2(t)
+    } else if let Some(t) = x86::Sse2::new() {
+        Choice::Sse2(t)
     } else {
         Choice::Scalar
     }

@@ -16,7 +16,7 @@ use core::arch::x86_64::{
 use super::scalar;
 
 /// Proof that the CPU has SSE2 (always true on x86_64, kept for symmetry).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) struct Sse2(());
 
 impl Sse2 {
@@ -29,10 +29,21 @@ impl Sse2 {
         let has = cfg!(target_feature = "sse2");
         has.then_some(Sse2(()))
     }
+
+    /// The token without checking.
+    ///
+    /// # Safety
+    /// The CPU must support SSE2 (for example: [`Sse2::new`] returned `Some` earlier in this
+    /// process).
+    #[cfg(feature = "std")]
+    #[inline]
+    pub(super) const unsafe fn new_unchecked() -> Self {
+        Sse2(())
+    }
 }
 
 /// Proof that the CPU has AVX2.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) struct Avx2(());
 
 impl Avx2 {
@@ -44,6 +55,17 @@ impl Avx2 {
         #[cfg(not(feature = "std"))]
         let has = cfg!(target_feature = "avx2");
         has.then_some(Avx2(()))
+    }
+
+    /// The token without checking.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 (for example: [`Avx2::new`] returned `Some` earlier in this
+    /// process).
+    #[cfg(feature = "std")]
+    #[inline]
+    pub(super) const unsafe fn new_unchecked() -> Self {
+        Avx2(())
     }
 }
 
@@ -65,19 +87,19 @@ pub(super) fn mask_avx2(buf: &mut [u8], key: [u8; 4]) {
     }
 }
 
-/// SSE2 kernel for [`super::dispatch`], which only calls it after detection.
+/// SSE2 kernel; the token proves the CPU has SSE2.
 #[inline]
-pub(super) fn mask_sse2_detected(buf: &mut [u8], key: [u8; 4]) {
-    // SAFETY: `dispatch` calls this only for `Choice::Sse2`, which `choice` returns only when
-    // SSE2 was detected (or is a compile-time target feature).
+pub(super) fn mask_sse2_with(_: Sse2, buf: &mut [u8], key: [u8; 4]) {
+    // SAFETY: an `Sse2` token exists only where SSE2 is available (see `Sse2::new` and
+    // `Sse2::new_unchecked`), the only requirement of `sse2`.
     unsafe { sse2(buf, key) }
 }
 
-/// AVX2 kernel for [`super::dispatch`], which only calls it after detection.
+/// AVX2 kernel; the token proves the CPU has AVX2.
 #[inline]
-pub(super) fn mask_avx2_detected(buf: &mut [u8], key: [u8; 4]) {
-    // SAFETY: `dispatch` calls this only for `Choice::Avx2`, which `choice` returns only when
-    // AVX2 was detected (or is a compile-time target feature).
+pub(super) fn mask_avx2_with(_: Avx2, buf: &mut [u8], key: [u8; 4]) {
+    // SAFETY: an `Avx2` token exists only where AVX2 is available (see `Avx2::new` and
+    // `Avx2::new_unchecked`), the only requirement of `avx2`.
     unsafe { avx2(buf, key) }
 }
 

@@ -1,0 +1,530 @@
+//! One connection's protocol above the frame decoder (feature `alloc`): the first part of the
+//! sans-IO session every driver (the io_uring worker, the blocking client) is built on.
+//!
+//! [`Receiver`] turns received bytes into whole messages, streamed chunks and control frames.
+//! It owns what used to be written once per driver, and where the review of `444a203` found
+//! its holes:
+//!
+//! - **Assembly.** A message in several frames (or split across receive buffers) is collected
+//!   in a buffer that grows with the bytes that actually arrived, never with a length a header
+//!   merely declared, and is bounded by the message limit the decoder checks on every header.
+//! - **Whole or streamed, per message.** [`Receiver::set_streaming`] takes effect from the
+//!   next message; a message is delivered entirely the way it started (a handler that changes
+//!   its mind mid-message cannot get a message's tail as if it were the whole).
+//! - **UTF-8.** Text is handed out as `&str` only for a whole message the decoder or this
+//!   receiver validated itself: the decoder checks uncompressed text across fragments, the
+//!   receiver checks inflated text across pieces.
+//! - **permessage-deflate.** Compressed messages are inflated through an [`Inflate`] the driver
+//!   lends (it keeps the engines and their pool), with the message limit applied to the
+//!   inflated size.
+//!
+//! Zero copy: a whole message that sits in the caller's buffer is lent from it as it is
+//! (unmasked in place), and an inflated one from the caller's scratch buffer.
+//!
+//! ```
+//! use sockeye_codec::session::{Incoming, Message, Receiver};
+//! use sockeye_codec::{Config, OpCode, Role, encode_frame};
+//!
+//! // A client's masked "Hello" in two fragments, then a ping.
+//! let mut wire = vec![0u8; 64];
+//! let mut n = encode_frame(&mut wire, OpCode::Text, false, Some([1, 2, 3, 4]), b"Hel").unwrap();
+//! n += encode_frame(&mut wire[n..], OpCode::Continuation, true, Some([5, 6, 7, 8]), b"lo")
+//!     .unwrap();
+//! n += encode_frame(&mut wire[n..], OpCode::Ping, true, Some([9, 9, 9, 9]), b"").unwrap();
+//!
+//! let mut rx = Receiver::new(Role::Server, Config::default());
+//! let mut scratch = Vec::new();
+//! let mut buf = &mut wire[..n];
+//! let mut seen = Vec::new();
+//! loop {
+//!     let got = rx.receive(buf, &mut scratch, None).unwrap();
+//!     if got.needs_more() {
+//!         break; // keep the unconsumed bytes (none here), receive more, call again
+//!     }
+//!     let used = got.consumed;
+//!     match got.event {
+//!         Some(Incoming::Assembled(m)) => seen.push(format!("{:?}", m.as_message())),
+//!         Some(Incoming::Ping(p)) => seen.push(format!("ping {}", p.len())),
+//!         _ => {} // a fragment collected: nothing to hand out yet
+//!     }
+//!     buf = &mut buf[used..];
+//! }
+//! assert_eq!(seen, [r#"Text("Hello")"#, "ping 0"]);
+//! ```
+
+#![allow(unsafe_code)] // only `text_unchecked`, for text this module or the decoder validated
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::close::Close;
+use crate::decoder::{Config, Data, DataKind, Decoder, Event, Role};
+use crate::error::Error;
+use crate::frame::Status;
+use crate::utf8::Utf8Validator;
+
+/// A whole received message, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message (valid UTF-8, validated as it arrived).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Message::Text(s) => s.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    /// Whether it is a text message.
+    #[must_use]
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+}
+
+/// A whole message with its own buffer: text is valid UTF-8 (the type keeps that invariant:
+/// it is built only from validated text or from a `String`).
+///
+/// ```
+/// use sockeye_codec::session::{Message, OwnedMessage};
+/// let m = OwnedMessage::text("hi".to_owned());
+/// assert_eq!(m.as_message(), Message::Text("hi"));
+/// assert_eq!(OwnedMessage::binary(vec![1, 2]).into_bytes(), [1, 2]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedMessage {
+    text: bool,
+    data: Vec<u8>,
+}
+
+impl OwnedMessage {
+    /// A binary message owning `data`.
+    #[must_use]
+    pub fn binary(data: Vec<u8>) -> Self {
+        OwnedMessage { text: false, data }
+    }
+
+    /// A text message owning `text`.
+    #[must_use]
+    pub fn text(text: String) -> Self {
+        OwnedMessage {
+            text: true,
+            data: text.into_bytes(),
+        }
+    }
+
+    /// Whether it is a text message (then the bytes are valid UTF-8).
+    #[must_use]
+    pub fn is_text(&self) -> bool {
+        self.text
+    }
+
+    /// The message, borrowed.
+    #[must_use]
+    pub fn as_message(&self) -> Message<'_> {
+        if self.text {
+            // SAFETY: `text` is set only by `OwnedMessage::text` (from a `String`) and by the
+            // receiver for a whole message it or the decoder validated; `data` is never
+            // handed out mutably.
+            Message::Text(unsafe { text_unchecked(&self.data) })
+        } else {
+            Message::Binary(&self.data)
+        }
+    }
+
+    /// The payload bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Payload bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the payload is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The payload, with its buffer.
+    #[must_use]
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.data
+    }
+
+    /// The text, with its buffer; `None` for a binary message.
+    #[must_use]
+    pub fn into_text(self) -> Option<String> {
+        // SAFETY: as in `as_message`: a text message's bytes are valid UTF-8.
+        self.text
+            .then(|| unsafe { String::from_utf8_unchecked(self.data) })
+    }
+}
+
+/// A piece of a message being streamed ([`Receiver::set_streaming`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// Whether the message is text (a piece may end inside a character; the whole message is
+    /// valid UTF-8, and invalid text fails the connection as soon as it arrives).
+    pub text: bool,
+    /// The bytes of this piece (unmasked; inflated if the message was compressed).
+    pub data: &'a [u8],
+    /// The first piece of its message.
+    pub first: bool,
+    /// The last piece of its message.
+    pub last: bool,
+}
+
+/// What the receiver found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// A whole message that arrived in one piece, lent from the caller's buffer (or, if it was
+    /// compressed, from the caller's scratch buffer) without a copy.
+    Message(Message<'a>),
+    /// A whole message that arrived in several pieces, assembled in a buffer of its own and
+    /// handed over with it.
+    Assembled(OwnedMessage),
+    /// A piece of a streamed message.
+    Chunk(Chunk<'a>),
+    /// A ping (≤125 bytes); the driver answers it with a pong.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The peer's close frame, code and reason validated. Nothing follows it.
+    Close(Close<'a>),
+}
+
+/// The result of one [`Receiver::receive`] call.
+#[derive(Debug)]
+#[must_use = "the caller must discard `consumed` bytes before the next call"]
+pub struct Received<'a> {
+    /// Bytes at the front of the buffer that were used: the caller MUST discard exactly these
+    /// (keeping every byte after them, unchanged) before the next call.
+    pub consumed: usize,
+    /// The event; `None` for bytes that gave nothing to hand out yet (a piece collected into a
+    /// message being assembled) or, with `consumed == 0`, for too few bytes to decode anything
+    /// (see [`Received::needs_more`]).
+    pub event: Option<Incoming<'a>>,
+}
+
+impl Received<'_> {
+    /// Whether nothing more can be decoded until more bytes arrive (append them to what was
+    /// not consumed and call again).
+    #[must_use]
+    pub fn needs_more(&self) -> bool {
+        self.consumed == 0 && self.event.is_none()
+    }
+}
+
+/// Inflates the pieces of compressed messages for a [`Receiver`]; the driver implements it
+/// over its permessage-deflate state and engine pool (`deflate::Inflating` does, with the
+/// `deflate` feature).
+pub trait Inflate {
+    /// Appends the inflation of `input`, a piece of a compressed message (`fin`: its last), to
+    /// `out`. The message's inflated size may not pass `limit`
+    /// ([`Error::MessageTooLarge`]); invalid data is [`Error::InvalidCompressedData`].
+    fn inflate(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+        limit: u64,
+    ) -> Result<(), Error>;
+}
+
+/// How the message in progress is delivered (decided at its first frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InMessage {
+    /// Collected in `assembly`, delivered whole at its last frame.
+    Whole,
+    /// Delivered piece by piece.
+    Stream,
+}
+
+/// A scratch buffer larger than this is freed after a message instead of kept.
+const KEEP_SCRATCH: usize = 1 << 20;
+
+/// The receiving half of a connection's protocol; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    decoder: Decoder,
+    /// The message being assembled (empty, with no capacity, between messages).
+    assembly: Vec<u8>,
+    /// How the next message is delivered.
+    streaming: bool,
+    /// The data message in progress, and how it is delivered.
+    current: Option<InMessage>,
+    /// UTF-8 of inflated text across the pieces of a message.
+    utf8: Utf8Validator,
+}
+
+impl Receiver {
+    /// A receiver for an endpoint of `role`, with `config`'s limits.
+    #[must_use]
+    pub const fn new(role: Role, config: Config) -> Self {
+        Receiver {
+            decoder: Decoder::new(role, config),
+            assembly: Vec::new(),
+            streaming: false,
+            current: None,
+            utf8: Utf8Validator::new(),
+        }
+    }
+
+    /// The decoder's configuration (limits, whether compression was negotiated).
+    #[must_use]
+    pub const fn config(&self) -> &Config {
+        self.decoder.config()
+    }
+
+    /// Replaces the configuration (from the next frame header on).
+    pub fn set_config(&mut self, config: Config) {
+        self.decoder.set_config(config);
+    }
+
+    /// Whether messages are streamed as [`Incoming::Chunk`]s instead of delivered whole. Takes
+    /// effect from the next message: one in progress ends the way it started.
+    pub fn set_streaming(&mut self, streaming: bool) {
+        self.streaming = streaming;
+    }
+
+    /// Whether the next message will be streamed.
+    #[must_use]
+    pub const fn streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// Whether a data message is in progress.
+    #[must_use]
+    pub const fn in_message(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Whether the message in progress is being streamed.
+    #[must_use]
+    pub fn streaming_message(&self) -> bool {
+        self.current == Some(InMessage::Stream)
+    }
+
+    /// Whether the peer's close frame was received.
+    #[must_use]
+    pub const fn is_closed(&self) -> bool {
+        self.decoder.is_closed()
+    }
+
+    /// Heap bytes held for a message being assembled.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.assembly.capacity()
+    }
+
+    /// Decodes one frame, or the part of one that has arrived, from the front of `buf`
+    /// (unmasking in place). `scratch` receives inflated messages, which are then lent from it;
+    /// `inflate` is required once compression was negotiated.
+    ///
+    /// The caller discards [`Received::consumed`] bytes and, unless
+    /// [`Received::needs_more`], calls again with the rest: a piece collected into a message
+    /// being assembled consumes bytes without an event. After an error the connection must be
+    /// failed with [`Error::close_code`]; every later call returns the error again.
+    pub fn receive<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+        inflate: Option<&mut (dyn Inflate + '_)>,
+    ) -> Result<Received<'a>, Error> {
+        let frame = match self.decoder.decode_streaming(buf)? {
+            Status::Partial { .. } => {
+                return Ok(Received {
+                    consumed: 0,
+                    event: None,
+                });
+            }
+            Status::Complete(frame) => frame,
+        };
+        let consumed = frame.wire_len();
+        let event = match frame.event {
+            Event::Ping(p) => Some(Incoming::Ping(p)),
+            Event::Pong(p) => Some(Incoming::Pong(p)),
+            Event::Close(c) => {
+                self.current = None;
+                self.assembly = Vec::new();
+                Some(Incoming::Close(c))
+            }
+            Event::Data(d) => {
+                if d.message_start {
+                    self.start_message();
+                }
+                if d.compressed {
+                    self.inflated(d, scratch, inflate)?
+                } else {
+                    self.plain(d)
+                }
+            }
+        };
+        Ok(Received { consumed, event })
+    }
+
+    fn start_message(&mut self) {
+        self.current = Some(if self.streaming {
+            InMessage::Stream
+        } else {
+            InMessage::Whole
+        });
+        self.utf8.reset();
+    }
+
+    /// An uncompressed piece: lent, streamed, or collected.
+    fn plain<'a>(&mut self, d: Data<'a>) -> Option<Incoming<'a>> {
+        let text = d.kind == DataKind::Text;
+        let fin = d.message_fin;
+        if self.current == Some(InMessage::Stream) {
+            if fin {
+                self.current = None;
+            }
+            // Empty pieces (an empty frame in the middle of a message) are skipped, except
+            // the first and the last, which carry the message's boundaries.
+            if d.payload.is_empty() && !d.message_start && !fin {
+                return None;
+            }
+            return Some(Incoming::Chunk(Chunk {
+                text,
+                data: d.payload,
+                first: d.message_start,
+                last: fin,
+            }));
+        }
+        if d.message_start && fin {
+            self.current = None;
+            let msg = if text {
+                // SAFETY: a whole uncompressed text message in one piece: the decoder
+                // validated every byte of it as UTF-8 (RFC 6455 §8.1), and nothing touched the
+                // payload between the decoder and here.
+                Message::Text(unsafe { text_unchecked(d.payload) })
+            } else {
+                Message::Binary(d.payload)
+            };
+            return Some(Incoming::Message(msg));
+        }
+        // Grows with what arrived (amortised doubling), never with a declared length.
+        self.assembly.extend_from_slice(d.payload);
+        if !fin {
+            return None;
+        }
+        self.current = None;
+        // The decoder validated this text across all of the message's frames, all of which
+        // went into the assembly.
+        Some(Incoming::Assembled(OwnedMessage {
+            text,
+            data: core::mem::take(&mut self.assembly),
+        }))
+    }
+
+    /// A compressed piece: inflated into `scratch` (streamed, or a message in one piece) or
+    /// into the assembly.
+    fn inflated<'a>(
+        &mut self,
+        d: Data<'_>,
+        scratch: &'a mut Vec<u8>,
+        inflate: Option<&mut (dyn Inflate + '_)>,
+    ) -> Result<Option<Incoming<'a>>, Error> {
+        // The decoder allows RSV1 only when compression was negotiated.
+        let inflate = inflate.ok_or(Error::ReservedBits)?;
+        let limit = self.decoder.config().max_message_size();
+        let text = d.kind == DataKind::Text;
+        let fin = d.message_fin;
+        let stream = self.current == Some(InMessage::Stream);
+        if stream || (d.message_start && fin) {
+            if scratch.capacity() > KEEP_SCRATCH {
+                *scratch = Vec::new();
+            }
+            scratch.clear();
+            inflate.inflate(d.payload, fin, scratch, limit)?;
+            if text {
+                self.utf8
+                    .feed(scratch, fin)
+                    .map_err(|_| Error::InvalidUtf8)?;
+            }
+            if fin {
+                self.current = None;
+            }
+            if stream {
+                return Ok(Some(Incoming::Chunk(Chunk {
+                    text,
+                    data: scratch,
+                    first: d.message_start,
+                    last: fin,
+                })));
+            }
+            let msg = if text {
+                // SAFETY: the whole inflated message is in `scratch`, fed to `self.utf8` from
+                // a reset at its start to `last == true` just above, which succeeded.
+                Message::Text(unsafe { text_unchecked(scratch) })
+            } else {
+                Message::Binary(scratch)
+            };
+            return Ok(Some(Incoming::Message(msg)));
+        }
+        let from = self.assembly.len();
+        inflate.inflate(d.payload, fin, &mut self.assembly, limit)?;
+        if text {
+            self.utf8
+                .feed(&self.assembly[from..], fin)
+                .map_err(|_| Error::InvalidUtf8)?;
+        }
+        if !fin {
+            return Ok(None);
+        }
+        self.current = None;
+        // Every piece of the message was fed to `self.utf8` in order, the last with `fin`.
+        Ok(Some(Incoming::Assembled(OwnedMessage {
+            text,
+            data: core::mem::take(&mut self.assembly),
+        })))
+    }
+}
+
+/// `bytes` as text without checking.
+///
+/// # Safety
+/// `bytes` must be valid UTF-8.
+unsafe fn text_unchecked(bytes: &[u8]) -> &str {
+    debug_assert!(core::str::from_utf8(bytes).is_ok());
+    // SAFETY: forwarded to the caller.
+    unsafe { core::str::from_utf8_unchecked(bytes) }
+}
+
+/// [`Inflate`] over permessage-deflate state and an engine pool.
+#[cfg(feature = "deflate")]
+pub struct Inflating<'p> {
+    /// The connection's compression state.
+    pub state: &'p mut crate::deflate::PerMessageDeflate,
+    /// The engines.
+    pub pool: &'p mut crate::deflate::Pool,
+}
+
+#[cfg(feature = "deflate")]
+impl Inflate for Inflating<'_> {
+    fn inflate(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+        limit: u64,
+    ) -> Result<(), Error> {
+        self.state.decompress(input, fin, out, limit, self.pool)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,386 @@
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::{CloseCode, Header, OpCode, encode_frame};
+
+/// What a driver hands out, owned, for comparing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Got {
+    Text(String),
+    Binary(Vec<u8>),
+    /// A whole message that arrived in several pieces.
+    Assembled(bool, Vec<u8>),
+    Chunk(bool, Vec<u8>, bool, bool),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<u16>, String),
+    Error(Error),
+}
+
+/// A driver in miniature: bytes arrive in `splits`, unconsumed bytes are kept in front of the
+/// next ones, as the io_uring worker and the blocking client do.
+fn drive(
+    rx: &mut Receiver,
+    wire: &[u8],
+    splits: &[usize],
+    mut inflate: Option<&mut dyn Inflate>,
+) -> Vec<Got> {
+    let mut out = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut scratch = Vec::new();
+    let mut cuts: Vec<usize> = splits.iter().map(|&s| s % (wire.len() + 1)).collect();
+    cuts.push(wire.len());
+    cuts.sort_unstable();
+    let mut at = 0;
+    for cut in cuts {
+        pending.extend_from_slice(&wire[at..cut]);
+        at = cut;
+        loop {
+            let got = match rx.receive(&mut pending, &mut scratch, inflate.as_deref_mut()) {
+                Ok(g) => g,
+                Err(e) => {
+                    out.push(Got::Error(e));
+                    return out;
+                }
+            };
+            if got.needs_more() {
+                break;
+            }
+            let used = got.consumed;
+            let closed = matches!(got.event, Some(Incoming::Close(_)));
+            match got.event {
+                None => {}
+                Some(Incoming::Message(Message::Text(t))) => out.push(Got::Text(t.into())),
+                Some(Incoming::Message(Message::Binary(b))) => out.push(Got::Binary(b.to_vec())),
+                Some(Incoming::Assembled(m)) => {
+                    out.push(Got::Assembled(m.is_text(), m.as_bytes().to_vec()));
+                }
+                Some(Incoming::Chunk(c)) => {
+                    out.push(Got::Chunk(c.text, c.data.to_vec(), c.first, c.last));
+                }
+                Some(Incoming::Ping(p)) => out.push(Got::Ping(p.to_vec())),
+                Some(Incoming::Pong(p)) => out.push(Got::Pong(p.to_vec())),
+                Some(Incoming::Close(c)) => {
+                    out.push(Got::Close(c.code.map(u16::from), c.reason.into()))
+                }
+            }
+            pending.drain(..used);
+            if closed {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// A message as the client sends it: masked frames of the given fragment sizes.
+fn client_frames(wire: &mut Vec<u8>, text: bool, payload: &[u8], frags: &[usize]) {
+    let mut parts = Vec::new();
+    let mut rest = payload;
+    for &f in frags {
+        let n = f.min(rest.len());
+        parts.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    parts.push(rest);
+    for (i, p) in parts.iter().enumerate() {
+        let op = match (i, text) {
+            (0, true) => OpCode::Text,
+            (0, false) => OpCode::Binary,
+            _ => OpCode::Continuation,
+        };
+        let mut buf = vec![0u8; p.len() + 14];
+        let key = [i as u8, 0x5a, 0xa5, 7];
+        let n = encode_frame(&mut buf, op, i == parts.len() - 1, Some(key), p).unwrap();
+        wire.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn server() -> Receiver {
+    Receiver::new(Role::Server, Config::default())
+}
+
+#[test]
+fn a_message_in_one_piece_is_lent_and_fragments_are_assembled() {
+    let mut wire = Vec::new();
+    client_frames(&mut wire, true, "héllo".as_bytes(), &[]);
+    client_frames(&mut wire, false, &[1, 2, 3, 4, 5], &[2, 0, 1]);
+    let got = drive(&mut server(), &wire, &[], None);
+    assert_eq!(
+        got,
+        [
+            Got::Text("héllo".into()),
+            Got::Assembled(false, vec![1, 2, 3, 4, 5])
+        ]
+    );
+}
+
+#[test]
+fn the_assembly_grows_with_bytes_received_not_with_the_declared_length() {
+    // H3: one 15-byte frame declaring a 100 GiB payload, with the limit raised to allow it,
+    // used to reserve the declared length (and abort the process).
+    let limit = 100u64 << 30;
+    let mut rx = Receiver::new(
+        Role::Server,
+        Config::new().max_message(limit).max_frame(limit),
+    );
+    let header = Header {
+        mask: Some([1, 2, 3, 4]),
+        ..Header::new(OpCode::Binary, limit)
+    };
+    let mut wire = [0u8; 14 + 1];
+    let n = header.encode(&mut wire).unwrap();
+    assert_eq!(n, 14);
+    let got = drive(&mut rx, &wire[..15], &[], None);
+    assert!(got.is_empty(), "{got:?}");
+    assert!(rx.in_message());
+    assert!(
+        rx.buffered() <= 64,
+        "assembly holds {} bytes",
+        rx.buffered()
+    );
+}
+
+#[test]
+fn streaming_is_chosen_per_message() {
+    // H2: a driver that changes its mind in the middle of a message gets that message the
+    // way it started, and the next one the new way.
+    let mut wire = Vec::new();
+    client_frames(&mut wire, true, "ab€cd".as_bytes(), &[3]);
+    let mut rx = server();
+    rx.set_streaming(true);
+    let mut scratch = Vec::new();
+    let first = rx.receive(&mut wire, &mut scratch, None).unwrap();
+    let used = first.consumed;
+    assert!(matches!(
+        first.event,
+        Some(Incoming::Chunk(Chunk { first: true, .. }))
+    ));
+    rx.set_streaming(false);
+    let mut rest = wire[used..].to_vec();
+    let got = drive(&mut rx, &rest, &[], None);
+    assert_eq!(
+        got,
+        [Got::Chunk(
+            true,
+            "ab€cd".as_bytes()[3..].to_vec(),
+            false,
+            true
+        )]
+    );
+    // The next message is whole.
+    rest.clear();
+    client_frames(&mut rest, true, "ab€cd".as_bytes(), &[3]);
+    let got = drive(&mut rx, &rest, &[], None);
+    assert_eq!(got, [Got::Assembled(true, "ab€cd".as_bytes().to_vec())]);
+}
+
+#[test]
+fn control_frames_pass_between_fragments() {
+    let mut wire = Vec::new();
+    let mut buf = [0u8; 64];
+    let n = encode_frame(&mut buf, OpCode::Text, false, Some([1, 1, 1, 1]), b"ab").unwrap();
+    wire.extend_from_slice(&buf[..n]);
+    let n = encode_frame(&mut buf, OpCode::Ping, true, Some([2, 2, 2, 2]), b"p").unwrap();
+    wire.extend_from_slice(&buf[..n]);
+    let n = encode_frame(
+        &mut buf,
+        OpCode::Continuation,
+        true,
+        Some([3, 3, 3, 3]),
+        b"c",
+    )
+    .unwrap();
+    wire.extend_from_slice(&buf[..n]);
+    let close = [0x03, 0xe8, b'b', b'y', b'e'];
+    let n = encode_frame(&mut buf, OpCode::Close, true, Some([4, 4, 4, 4]), &close).unwrap();
+    wire.extend_from_slice(&buf[..n]);
+    let got = drive(&mut server(), &wire, &[], None);
+    assert_eq!(
+        got,
+        [
+            Got::Ping(b"p".to_vec()),
+            Got::Assembled(true, b"abc".to_vec()),
+            Got::Close(Some(1000), "bye".into())
+        ]
+    );
+}
+
+#[test]
+fn invalid_text_fails_with_1007_even_when_streamed() {
+    let mut wire = Vec::new();
+    client_frames(&mut wire, true, &[b'a', 0xff, b'b'], &[1]);
+    for streaming in [false, true] {
+        let mut rx = server();
+        rx.set_streaming(streaming);
+        let got = drive(&mut rx, &wire, &[], None);
+        let Some(Got::Error(e)) = got.last() else {
+            panic!("{got:?}")
+        };
+        assert_eq!(e.close_code(), CloseCode::INVALID_PAYLOAD);
+    }
+}
+
+#[test]
+fn over_the_limit_fails_with_1009() {
+    let mut wire = Vec::new();
+    client_frames(&mut wire, false, &[0; 100], &[60]);
+    let mut rx = Receiver::new(Role::Server, Config::new().max_message(99).max_frame(99));
+    let got = drive(&mut rx, &wire, &[], None);
+    assert_eq!(got, [Got::Error(Error::MessageTooLarge)]);
+}
+
+/// Decodes the same bytes whole and in pieces.
+fn whole_and_split(wire: &[u8], splits: &[usize], streaming: bool) -> (Vec<Got>, Vec<Got>) {
+    let mut a = server();
+    let mut b = server();
+    a.set_streaming(streaming);
+    b.set_streaming(streaming);
+    (
+        drive(&mut a, wire, &[], None),
+        drive(&mut b, wire, splits, None),
+    )
+}
+
+/// The messages a list of events carries, whole: chunks joined, pieces merged.
+fn messages(got: &[Got]) -> Vec<(bool, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut cur: Option<(bool, Vec<u8>)> = None;
+    for g in got {
+        match g {
+            Got::Text(t) => out.push((true, t.as_bytes().to_vec())),
+            Got::Binary(b) => out.push((false, b.clone())),
+            Got::Assembled(t, b) => out.push((*t, b.clone())),
+            Got::Chunk(t, b, first, last) => {
+                if *first {
+                    cur = Some((*t, Vec::new()));
+                }
+                let c = cur.as_mut().expect("a chunk inside a message");
+                c.1.extend_from_slice(b);
+                if *last {
+                    out.push(cur.take().unwrap());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+proptest! {
+    #[test]
+    fn any_split_gives_the_same_messages(
+        msgs in proptest::collection::vec(
+            (any::<bool>(), ".{0,60}", proptest::collection::vec(0usize..30, 0..4)),
+            1..6,
+        ),
+        splits in proptest::collection::vec(any::<usize>(), 0..12),
+        streaming in any::<bool>(),
+    ) {
+        let mut wire = Vec::new();
+        let mut sent = Vec::new();
+        for (text, s, frags) in &msgs {
+            client_frames(&mut wire, *text, s.as_bytes(), frags);
+            sent.push((*text, s.as_bytes().to_vec()));
+        }
+        let (whole, split) = whole_and_split(&wire, &splits, streaming);
+        prop_assert_eq!(messages(&whole), sent.clone());
+        prop_assert_eq!(messages(&split), sent);
+        // Streamed text is valid UTF-8 when joined; whole text was `&str` all along.
+        for g in &split {
+            if let Got::Assembled(true, b) = g {
+                prop_assert!(core::str::from_utf8(b).is_ok());
+            }
+        }
+    }
+}
+
+#[cfg(feature = "deflate")]
+mod deflate {
+    use super::*;
+    use crate::deflate::{DeflateConfig, PerMessageDeflate, Pool, negotiate};
+
+    fn pair() -> (PerMessageDeflate, PerMessageDeflate) {
+        let c = DeflateConfig::new();
+        let a = negotiate(["permessage-deflate; client_max_window_bits"], &c).unwrap();
+        (
+            PerMessageDeflate::new(Role::Client, &a, &c),
+            PerMessageDeflate::new(Role::Server, &a, &c),
+        )
+    }
+
+    /// A compressed message as the client sends it, its compressed bytes in `frags` pieces.
+    fn compressed(
+        client: &mut PerMessageDeflate,
+        pool: &mut Pool,
+        text: bool,
+        payload: &[u8],
+        frags: &[usize],
+    ) -> Vec<u8> {
+        let mut z = Vec::new();
+        client.compress(payload, &mut z, pool);
+        let mut wire = Vec::new();
+        client_frames(&mut wire, text, &z, frags);
+        wire[0] |= 0x40; // RSV1 on the first frame
+        wire
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated_whole_assembled_and_streamed() {
+        let (mut client, mut server_pmd) = pair();
+        let mut pool = Pool::new(4);
+        let text = "compressible text ".repeat(200);
+        for (frags, streaming) in [(vec![], false), (vec![5, 7], false), (vec![5], true)] {
+            let wire = compressed(&mut client, &mut pool, true, text.as_bytes(), &frags);
+            let mut rx = Receiver::new(Role::Server, Config::new().compression(true));
+            rx.set_streaming(streaming);
+            let mut inf = Inflating {
+                state: &mut server_pmd,
+                pool: &mut pool,
+            };
+            let got = drive(&mut rx, &wire, &[3, 9, 40], Some(&mut inf));
+            assert_eq!(
+                messages(&got),
+                [(true, text.as_bytes().to_vec())],
+                "{frags:?}"
+            );
+            if frags.is_empty() && !streaming {
+                // In one frame, but split across receive buffers: assembled.
+                assert!(matches!(got[0], Got::Assembled(true, _)));
+            }
+        }
+    }
+
+    #[test]
+    fn inflated_size_is_limited_and_inflated_text_checked() {
+        let (mut client, mut server_pmd) = pair();
+        let mut pool = Pool::new(4);
+        let big = vec![b'a'; 10_000];
+        let wire = compressed(&mut client, &mut pool, false, &big, &[]);
+        assert!(wire.len() < 200);
+        let mut rx = Receiver::new(
+            Role::Server,
+            Config::new().compression(true).max_message(5000),
+        );
+        let mut inf = Inflating {
+            state: &mut server_pmd,
+            pool: &mut pool,
+        };
+        let got = drive(&mut rx, &wire, &[], Some(&mut inf));
+        assert_eq!(got, [Got::Error(Error::MessageTooLarge)]);
+
+        let (mut client, mut server_pmd) = pair();
+        let wire = compressed(&mut client, &mut pool, true, &[b'x', 0xc3, 0x28], &[]);
+        let mut rx = Receiver::new(Role::Server, Config::new().compression(true));
+        let mut inf = Inflating {
+            state: &mut server_pmd,
+            pool: &mut pool,
+        };
+        let got = drive(&mut rx, &wire, &[], Some(&mut inf));
+        assert_eq!(got, [Got::Error(Error::InvalidUtf8)]);
+    }
+}

@@ -6,7 +6,7 @@
 //! engines go back, so an idle connection keeps only that history (≤ 32 KiB).
 
 use sockeye_codec::deflate::{Agreement, DeflateConfig, PerMessageDeflate, Pool};
-use sockeye_codec::{Error, Role, Utf8Validator};
+use sockeye_codec::{Error, Role};
 
 use crate::worker::ConnId;
 
@@ -36,8 +36,6 @@ fn put(slot: &mut Vec<u8>, s: Vec<u8>) {
 /// One connection's compression state.
 pub(crate) struct ConnDeflate {
     pmd: PerMessageDeflate,
-    /// UTF-8 of decompressed text, across the pieces of a message.
-    utf8: Utf8Validator,
     /// Used since the last tick.
     used: bool,
     /// Consecutive ticks without use.
@@ -50,7 +48,6 @@ impl ConnDeflate {
     pub(crate) fn new(role: Role, agreement: &Agreement, config: &DeflateConfig) -> Self {
         ConnDeflate {
             pmd: PerMessageDeflate::new(role, agreement, config).with_idle_release(),
-            utf8: Utf8Validator::new(),
             used: false,
             unused_ticks: 0,
             listed: false,
@@ -132,32 +129,19 @@ impl Deflater {
         c.pmd.compress(payload, out, &mut self.pool);
     }
 
-    /// Inflates a piece of a compressed message into `out`, checking the message limit and,
-    /// for text, UTF-8 across pieces.
-    #[allow(clippy::too_many_arguments)]
+    /// Inflates a piece of a compressed message into `out`, checking the message limit (the
+    /// session's receiver checks inflated text).
     pub(crate) fn inflate(
         &mut self,
         id: ConnId,
         c: &mut ConnDeflate,
         input: &[u8],
-        start: bool,
         fin: bool,
-        text: bool,
         out: &mut Vec<u8>,
         limit: u64,
     ) -> Result<(), Error> {
         self.touch(id, c);
-        if start {
-            c.utf8.reset();
-        }
-        let from = out.len();
-        c.pmd.decompress(input, fin, out, limit, &mut self.pool)?;
-        if text {
-            c.utf8
-                .feed(&out[from..], fin)
-                .map_err(|_| Error::InvalidUtf8)?;
-        }
-        Ok(())
+        c.pmd.decompress(input, fin, out, limit, &mut self.pool)
     }
 
     /// The connections listed as holding engines, for the tick to check.

@@ -245,7 +245,8 @@ impl Config {
 
     /// Provided receive buffers per worker (a power of two) and their size.
     pub fn recv_buffers(mut self, count: u16, size: usize) -> Self {
-        self.recv_buffers = count.next_power_of_two();
+        // The kernel takes at most 2^15 entries in a buffer ring; 0 would be no ring at all.
+        self.recv_buffers = count.clamp(1, 1 << 15).next_power_of_two();
         self.recv_buffer_size = size.max(4096);
         self
     }

@@ -4,84 +4,11 @@ use std::io;
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use sockeye_codec::{Close, CloseCode, Header, OpCode, apply_mask};
+use sockeye_codec::{Close, CloseCode, EncodeError, Header, OpCode, apply_mask};
 
 use crate::worker::{Conn, ConnId, Io};
 
-/// A whole received message, borrowed: from the receive buffer itself when it arrived in one
-/// piece, otherwise from a per-connection buffer that exists only while the message is
-/// assembled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message<'a> {
-    /// A text message (valid UTF-8, checked by the codec as it arrived).
-    Text(&'a str),
-    /// A binary message.
-    Binary(&'a [u8]),
-}
-
-impl Message<'_> {
-    /// The payload bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Message::Text(s) => s.as_bytes(),
-            Message::Binary(b) => b,
-        }
-    }
-}
-
-/// A whole message with its own buffer (see [`Handler::on_message_owned`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedMessage {
-    pub(crate) text: bool,
-    pub(crate) data: Vec<u8>,
-}
-
-impl OwnedMessage {
-    /// A binary message owning `data` (sent with [`WebSocket::send_owned`] without a copy).
-    pub fn binary(data: Vec<u8>) -> Self {
-        OwnedMessage { text: false, data }
-    }
-
-    /// A text message owning `text`.
-    pub fn text(text: String) -> Self {
-        OwnedMessage {
-            text: true,
-            data: text.into_bytes(),
-        }
-    }
-
-    /// Whether it is a text message (then the bytes are valid UTF-8).
-    pub fn is_text(&self) -> bool {
-        self.text
-    }
-
-    /// The message, borrowed.
-    pub fn as_message(&self) -> Message<'_> {
-        if self.text {
-            Message::Text(crate::ring::validated_str(&self.data))
-        } else {
-            Message::Binary(&self.data)
-        }
-    }
-
-    /// The payload bytes.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.data
-    }
-}
-
-/// A piece of a message, for handlers that stream ([`Handler::streaming`]).
-#[derive(Debug)]
-pub struct Chunk<'a> {
-    /// Whether the message is text (pieces may split a character; the whole is valid UTF-8).
-    pub text: bool,
-    /// The bytes of this piece.
-    pub data: &'a [u8],
-    /// The first piece of its message.
-    pub first: bool,
-    /// The last piece of its message.
-    pub last: bool,
-}
+pub use sockeye_codec::session::{Chunk, Message, OwnedMessage};
 
 /// What a send did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,12 +181,12 @@ impl WebSocket<'_> {
     /// Queues a message whose buffer is handed over: the payload is sent from it, not copied
     /// (echoing or forwarding a large message).
     pub fn send_owned(&mut self, msg: OwnedMessage) -> SendStatus {
-        let op = if msg.text {
+        let op = if msg.is_text() {
             OpCode::Text
         } else {
             OpCode::Binary
         };
-        self.io.send_owned(self.id, self.conn, op, msg.data)
+        self.io.send_owned(self.id, self.conn, op, msg.into_bytes())
     }
 
     /// Queues a message framed once for many connections (no copy).
@@ -275,7 +202,26 @@ impl WebSocket<'_> {
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes at a character
     /// boundary); the socket closes when the peer answers or after the close timeout.
-    pub fn close(&mut self, code: CloseCode, reason: &str) {
+    ///
+    /// A code that may not be sent (RFC 6455 §7.4: below 1000, 1004–1006, 1015, 1016–2999, 5000
+    /// and up; see [`CloseCode::is_sendable`]) is refused with
+    /// [`EncodeError::InvalidCloseCode`] and nothing is sent. Closing a connection that is
+    /// already closing does nothing.
+    ///
+    /// ```
+    /// use sockeye_server::{CloseCode, Handler, WebSocket};
+    /// struct Strict;
+    /// impl Handler for Strict {
+    ///     fn on_open(&mut self, ws: &mut WebSocket<'_>) {
+    ///         assert!(ws.close(CloseCode(1005), "").is_err()); // reserved: never on the wire
+    ///         ws.close(CloseCode::POLICY_VIOLATION, "no thanks").unwrap();
+    ///     }
+    /// }
+    /// ```
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), EncodeError> {
+        if !code.is_sendable() {
+            return Err(EncodeError::InvalidCloseCode(code.0));
+        }
         let mut end = reason.len().min(sockeye_codec::MAX_REASON_LEN);
         while !reason.is_char_boundary(end) {
             end -= 1;
@@ -288,6 +234,7 @@ impl WebSocket<'_> {
                 reason: &reason[..end],
             },
         );
+        Ok(())
     }
 
     /// Closes the socket now, without a close handshake.
@@ -355,10 +302,11 @@ impl WebSocket<'_> {
     }
 
     /// Publishes a message, framed once, to every member of this connection's room on every
-    /// worker (this connection included), or of the default room if it is in none. Members
-    /// get each publisher's messages in the order they were published.
-    pub fn publish(&mut self, msg: &PreparedMessage) {
-        self.io.publish(self.conn, msg.0.clone());
+    /// worker (this connection included). Members get each publisher's messages in the order
+    /// they were published. Returns false, and sends nothing, if this connection is in no
+    /// room (use [`WebSocket::publish_to`] to speak into a room without joining it).
+    pub fn publish(&mut self, msg: &PreparedMessage) -> bool {
+        self.io.publish(self.conn, msg.0.clone())
     }
 
     /// Publishes to the room named `room` (looked up in the process-wide room table, which

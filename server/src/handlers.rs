@@ -38,7 +38,8 @@ impl Handler for Broadcast {
             Message::Text(t) => PreparedMessage::text(t),
             Message::Binary(b) => PreparedMessage::binary(b),
         };
-        ws.publish(&prepared);
+        // Every connection joined its room in `on_open` (or was closed).
+        let _ = ws.publish(&prepared);
     }
 }
 
@@ -51,6 +52,7 @@ pub fn join_path(ws: &mut WebSocket<'_>) {
     };
     let room = path.split('?').next().unwrap_or_default().to_owned();
     if let Err(e) = ws.join(&room) {
-        ws.close(e.close_code(), &e.to_string());
+        // A join refusal's code (1008 or 1013) is always sendable.
+        let _ = ws.close(e.close_code(), &e.to_string());
     }
 }

@@ -181,6 +181,12 @@ pub(crate) fn render_metrics(config: &Config, hub: &Hub) -> String {
         &one(sum(&|s| &s.backpressure)),
     );
     family(
+        "sockeye_handler_panics_total",
+        "counter",
+        "Handler callbacks that panicked; each closed its connection with 1011.",
+        &one(sum(&|s| &s.handler_panics)),
+    );
+    family(
         "sockeye_slow_subscribers_closed_total",
         "counter",
         "Broadcast subscribers closed with 1008 for being over the backpressure bound.",

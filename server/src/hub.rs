@@ -152,6 +152,8 @@ pub struct WorkerStats {
     pub close_received: [AtomicU64; CLOSE_SLOTS],
     /// Times a connection's send queue went over the backpressure bound.
     pub backpressure: AtomicU64,
+    /// Handler callbacks that panicked (each closed its connection with 1011).
+    pub handler_panics: AtomicU64,
     /// Broadcast frames skipped for slow subscribers (policy `Drop`).
     pub slow_skipped: AtomicU64,
     /// Slow subscribers closed with 1008 (policy `Close`).
@@ -191,15 +193,6 @@ impl WorkerStats {
 pub(crate) struct RoomKey {
     pub(crate) id: u32,
     pub(crate) generation: u32,
-}
-
-impl RoomKey {
-    /// The default room (`""`), which [`WebSocket::subscribe`](crate::WebSocket::subscribe)
-    /// joins; it always exists and does not count against the room limit.
-    pub(crate) const DEFAULT: RoomKey = RoomKey {
-        id: 0,
-        generation: 0,
-    };
 }
 
 /// Why a connection could not join a room.
@@ -428,9 +421,16 @@ impl Hub {
     }
 
     /// Wakes worker `w` unless a wake-up is already pending.
+    ///
+    /// Ordering: the sender puts its message in the channel, then swaps the flag; the worker
+    /// clears the flag, then drains the channel. Both flag operations are `SeqCst` and the
+    /// worker's clear is followed by a `SeqCst` fence, so the two sides cannot both miss each
+    /// other (the store-load pattern that acquire/release alone allows): either the sender
+    /// sees the flag cleared and writes the eventfd, or the worker's drain sees its message.
     pub(crate) fn wake(&self, w: usize) {
         let mb = &self.mailboxes[w];
-        if !mb.notified.swap(true, Ordering::AcqRel) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !mb.notified.swap(true, Ordering::SeqCst) {
             // A full eventfd counter (2^64 - 2) cannot happen with one write per drain.
             let _ = (&mb.wake).write(&1u64.to_ne_bytes());
         }
@@ -438,7 +438,8 @@ impl Hub {
 
     /// Called by worker `w` when woken, before it drains its mailbox.
     pub(crate) fn woken(&self, w: usize) {
-        self.mailboxes[w].notified.store(false, Ordering::Release);
+        self.mailboxes[w].notified.store(false, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst); // see `wake`
     }
 
     /// Open WebSocket connections on every worker.

@@ -160,10 +160,22 @@ impl Server {
             let thread = std::thread::Builder::new()
                 .name(format!("sockeye-{i}"))
                 .spawn(move || {
-                    let handler = make_handler(ctx);
-                    match Worker::new(i, config, hub, listener, wake, inbox, handler) {
+                    // A panicking handler factory is reported like a refused ring: as an
+                    // error from `start`, never as a thread that silently never says it is
+                    // ready (which would leave `start` waiting for ever).
+                    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let handler = make_handler(ctx);
+                        Worker::new(i, config, hub, listener, wake, inbox, handler)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(io::Error::other(format!(
+                            "worker {i}: the handler factory panicked"
+                        )))
+                    });
+                    match built {
                         Ok(w) => {
                             let _ = ready.send(Ok(()));
+                            drop(ready);
                             w.run()
                         }
                         Err(e) => {

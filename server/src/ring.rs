@@ -32,6 +32,92 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 /// Most iovecs in one `writev`.
 const MAX_IOV: usize = 64;
 
+/// The kind of a request, kept by the ring in the top byte of its user data, so that a
+/// completion says truthfully what it completes (which is what makes [`BufRing::take`] and
+/// [`Completion::accepted_fd`] safe: only a receive's completion can name a buffer, only an
+/// accept's result is a new descriptor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    Tick = 4,
+    Wake = 5,
+    Cancel = 6,
+    Connect = 7,
+}
+
+impl Op {
+    fn from_tag(tag: u64) -> Option<Op> {
+        Some(match tag {
+            1 => Op::Accept,
+            2 => Op::Recv,
+            3 => Op::Send,
+            4 => Op::Tick,
+            5 => Op::Wake,
+            6 => Op::Cancel,
+            7 => Op::Connect,
+            _ => return None,
+        })
+    }
+}
+
+/// The caller's part of a request's user data: 56 bits.
+pub(crate) const DATA_MASK: u64 = (1 << 56) - 1;
+
+fn user_data(op: Op, data: u64) -> u64 {
+    (op as u64) << 56 | (data & DATA_MASK)
+}
+
+/// `IORING_CQE_F_BUFFER`: the completion names a provided buffer.
+const CQE_F_BUFFER: u32 = 1;
+
+/// One completion, as the ring read it from the kernel (it can be made nowhere else).
+#[derive(Debug)]
+pub(crate) struct Completion {
+    op: Option<Op>,
+    data: u64,
+    result: i32,
+    flags: u32,
+    /// `accepted_fd` took the descriptor.
+    fd_taken: bool,
+}
+
+impl Completion {
+    /// What the request was (`None` for user data the ring did not set).
+    pub(crate) fn op(&self) -> Option<Op> {
+        self.op
+    }
+
+    /// The caller's 56 bits of user data.
+    pub(crate) fn data(&self) -> u64 {
+        self.data
+    }
+
+    /// The request's result (a negative errno on failure).
+    pub(crate) fn result(&self) -> i32 {
+        self.result
+    }
+
+    /// Whether more completions follow for the same multishot request.
+    pub(crate) fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+
+    /// The descriptor a successful accept created, once.
+    pub(crate) fn accepted_fd(&mut self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::FromRawFd;
+        if self.op != Some(Op::Accept) || self.result < 0 || self.fd_taken {
+            return None;
+        }
+        self.fd_taken = true;
+        // SAFETY: a non-negative result of an accept completion (the ring set the op tag when
+        // it submitted the accept) is a new descriptor the kernel created for us; `fd_taken`
+        // makes sure only one `OwnedFd` is made from it.
+        Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(self.result) })
+    }
+}
+
 /// One worker's ring, with the memory its requests point at.
 pub(crate) struct Ring {
     // Field order matters: the ring (and with it every pending request) is dropped before the
@@ -98,37 +184,29 @@ impl Ring {
     }
 
     /// Arms a multishot accept on `fd`.
-    pub(crate) fn accept_multi(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+    pub(crate) fn accept_multi(&mut self, fd: RawFd, data: u64) -> io::Result<()> {
         let e = opcode::AcceptMulti::new(types::Fd(fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()
-            .user_data(user_data);
+            .user_data(user_data(Op::Accept, data));
         // SAFETY: accept with no address output points at no memory of ours.
         unsafe { self.push(&e) }
     }
 
     /// Arms a multishot receive on `fd` into buffers of `ring`.
-    pub(crate) fn recv_multi(
-        &mut self,
-        fd: RawFd,
-        ring: &BufRing,
-        user_data: u64,
-    ) -> io::Result<()> {
+    pub(crate) fn recv_multi(&mut self, fd: RawFd, ring: &BufRing, data: u64) -> io::Result<()> {
         let e = opcode::RecvMulti::new(types::Fd(fd), ring.bgid)
             .build()
-            .user_data(user_data);
+            .user_data(user_data(Op::Recv, data));
         // SAFETY: the kernel writes only into provided buffers it owns (see the module docs).
         unsafe { self.push(&e) }
     }
 
-    /// Submits one `writev` of the queue's unsent bytes. Returns false if there is nothing to
-    /// send or a send is already in flight.
-    pub(crate) fn send(
-        &mut self,
-        fd: RawFd,
-        q: &mut SendQueue,
-        user_data: u64,
-    ) -> io::Result<bool> {
+    /// Submits one `sendmsg` of the queue's unsent bytes (a gathered write, like `writev`, but
+    /// with `MSG_NOSIGNAL`: a peer that reset the connection makes it fail with `EPIPE` instead
+    /// of raising `SIGPIPE`, which kills a process that keeps the default disposition). Returns
+    /// false if there is nothing to send or a send is already in flight.
+    pub(crate) fn send(&mut self, fd: RawFd, q: &mut SendQueue, data: u64) -> io::Result<bool> {
         if q.in_flight || q.queued == 0 {
             return Ok(false);
         }
@@ -142,40 +220,49 @@ impl Ring {
                 iov_len: part.len(),
             });
         }
-        let e = opcode::Writev::new(types::Fd(fd), q.iov.as_ptr(), q.iov.len() as u32)
+        // SAFETY: an all-zero msghdr is a valid value (no name, no control data).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = q.iov.as_mut_ptr();
+        msg.msg_iovlen = q.iov.len() as _;
+        let hdr = q.msg.get_or_insert_with(|| Box::new(MsgHdr(msg)));
+        hdr.0 = msg;
+        let e = opcode::SendMsg::new(types::Fd(fd), &hdr.0)
+            .flags(libc::MSG_NOSIGNAL as u32)
             .build()
-            .user_data(user_data);
-        // SAFETY: the iovecs and the `Bytes` they point into stay untouched while `in_flight`
-        // (see `SendQueue`); the kernel only reads them.
+            .user_data(user_data(Op::Send, data));
+        // SAFETY: the msghdr (boxed), the iovecs and the `Bytes` they point into stay untouched
+        // while `in_flight` (see `SendQueue`); the kernel only reads them.
         unsafe { self.push(&e)? };
         q.in_flight = true;
         Ok(true)
     }
 
     /// Arms the worker's one timer: a multishot timeout that fires every `period`.
-    pub(crate) fn tick(&mut self, period: std::time::Duration, user_data: u64) -> io::Result<()> {
+    pub(crate) fn tick(&mut self, period: std::time::Duration) -> io::Result<()> {
         *self.timespec = types::Timespec::from(period);
         let e = opcode::Timeout::new(&*self.timespec)
             .flags(types::TimeoutFlags::MULTISHOT)
             .build()
-            .user_data(user_data);
+            .user_data(user_data(Op::Tick, 0));
         // SAFETY: the timespec is boxed and lives as long as the ring.
         unsafe { self.push(&e) }
     }
 
     /// Arms an 8-byte read of the worker's eventfd (cross-thread wake-ups).
-    pub(crate) fn read_eventfd(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+    pub(crate) fn read_eventfd(&mut self, fd: RawFd) -> io::Result<()> {
         let e = opcode::Read::new(types::Fd(fd), self.eventfd_buf.as_mut_ptr(), 8)
             .build()
-            .user_data(user_data);
+            .user_data(user_data(Op::Wake, 0));
         // SAFETY: the buffer is boxed, lives as long as the ring, and only one read is armed
         // at a time (re-armed after its completion).
         unsafe { self.push(&e) }
     }
 
-    /// Cancels every request with `user_data`.
-    pub(crate) fn cancel(&mut self, user_data: u64, tag: u64) -> io::Result<()> {
-        let e = opcode::AsyncCancel::new(user_data).build().user_data(tag);
+    /// Cancels every request of kind `op` with user data `data`.
+    pub(crate) fn cancel(&mut self, op: Op, data: u64) -> io::Result<()> {
+        let e = opcode::AsyncCancel::new(user_data(op, data))
+            .build()
+            .user_data(user_data(Op::Cancel, data));
         // SAFETY: cancellation points at no memory.
         unsafe { self.push(&e) }
     }
@@ -195,8 +282,9 @@ impl Ring {
         &mut self,
         fd: RawFd,
         addr: socket2::SockAddr,
-        user_data: u64,
+        data: u64,
     ) -> io::Result<()> {
+        let user_data = user_data(Op::Connect, data);
         let addr = Box::new(addr);
         let e = opcode::Connect::new(types::Fd(fd), addr.as_ptr().cast(), addr.len())
             .build()
@@ -208,17 +296,21 @@ impl Ring {
         Ok(())
     }
 
-    /// Drains the completion queue into `out` as (user_data, result, flags).
-    pub(crate) fn completions(&mut self, out: &mut Vec<(u64, i32, u32)>) {
+    /// Drains the completion queue into `out`.
+    pub(crate) fn completions(&mut self, out: &mut Vec<Completion>) {
         let start = out.len();
-        out.extend(
-            self.ring
-                .completion()
-                .map(|c| (c.user_data(), c.result(), c.flags())),
-        );
+        out.extend(self.ring.completion().map(|c| Completion {
+            op: Op::from_tag(c.user_data() >> 56),
+            data: c.user_data() & DATA_MASK,
+            result: c.result(),
+            flags: c.flags(),
+            fd_taken: false,
+        }));
         if !self.connecting.is_empty() {
-            for (ud, _, _) in &out[start..] {
-                self.connecting.remove(ud);
+            for c in &out[start..] {
+                if c.op == Some(Op::Connect) {
+                    self.connecting.remove(&user_data(Op::Connect, c.data));
+                }
             }
         }
     }
@@ -236,11 +328,6 @@ impl Ring {
             )
         }
     }
-}
-
-/// Whether a completion's flags say more completions follow for the same multishot request.
-pub(crate) fn more(flags: u32) -> bool {
-    cqueue::more(flags)
 }
 
 /// A provided-buffer ring: `entries` buffers of `size` bytes the kernel fills for multishot
@@ -278,6 +365,21 @@ fn map_anonymous(bytes: usize) -> io::Result<*mut u8> {
     }
     Ok(ptr.cast())
 }
+
+/// The kernel's `struct io_uring_buf` (include/uapi/linux/io_uring.h); in entry 0, `resv` is
+/// the ring's tail.
+#[repr(C)]
+struct RawBufEntry {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+const _: () = assert!(
+    std::mem::size_of::<RawBufEntry>() == std::mem::size_of::<types::BufRingEntry>()
+        && std::mem::align_of::<RawBufEntry>() <= std::mem::align_of::<types::BufRingEntry>()
+);
 
 /// A receive buffer handed over by a completion; give it back with [`BufRing::recycle`].
 #[must_use = "a RecvBuf must be recycled, or its buffer is lost to the ring"]
@@ -327,12 +429,18 @@ impl BufRing {
         let slot = usize::from(self.tail & (self.entries - 1));
         // In bounds: bid < entries, so the buffer lies inside the arena mapping.
         let addr = self.arena as u64 + (usize::from(bid) * self.size) as u64;
-        // SAFETY: `slot < entries`, inside the mapping; the kernel does not read entries past
-        // the published tail, so writing this one races with nothing.
-        let entry = unsafe { &mut *self.ring_addr.add(slot) };
-        entry.set_addr(addr);
-        entry.set_len(self.size as u32);
-        entry.set_bid(bid);
+        // Written through a raw pointer, field by field: entry 0's last field is the ring's
+        // tail, which the kernel reads at any time, so no `&mut` may cover a whole entry.
+        let entry = self.ring_addr.wrapping_add(slot).cast::<RawBufEntry>();
+        // SAFETY: `slot < entries`, so `entry` is inside the page-aligned ring mapping, whose
+        // entries have `RawBufEntry`'s layout (the kernel's `struct io_uring_buf`); the kernel
+        // does not read an entry's address, length or id past the published tail, so these
+        // writes race with nothing, and they do not touch `resv` (the tail word).
+        unsafe {
+            std::ptr::addr_of_mut!((*entry).addr).write(addr);
+            std::ptr::addr_of_mut!((*entry).len).write(self.size as u32);
+            std::ptr::addr_of_mut!((*entry).bid).write(bid);
+        }
         self.tail = self.tail.wrapping_add(1);
     }
 
@@ -347,15 +455,21 @@ impl BufRing {
         }
     }
 
-    /// Claims the buffer a completion names. `None` if the completion carries no buffer.
-    pub(crate) fn take(&self, result: i32, flags: u32) -> Option<RecvBuf> {
-        let bid = cqueue::buffer_select(flags)?;
+    /// Claims the buffer a receive's completion names, once (the completion forgets it).
+    /// `None` if the completion carries no buffer. A worker's ring has one buffer ring, the
+    /// one every receive selects from.
+    pub(crate) fn take(&self, c: &mut Completion) -> Option<RecvBuf> {
+        if c.op != Some(Op::Recv) {
+            return None;
+        }
+        let bid = cqueue::buffer_select(c.flags)?;
+        c.flags &= !CQE_F_BUFFER;
         if bid >= self.entries {
             return None;
         }
         Some(RecvBuf {
             bid,
-            len: usize::try_from(result).unwrap_or(0).min(self.size),
+            len: usize::try_from(c.result).unwrap_or(0).min(self.size),
         })
     }
 
@@ -397,8 +511,13 @@ pub(crate) struct SendQueue {
     /// Unsent bytes in all.
     queued: usize,
     iov: Vec<libc::iovec>,
+    /// The header of the send in flight (boxed: its address is given to the kernel).
+    msg: Option<Box<MsgHdr>>,
     in_flight: bool,
 }
+
+/// A `msghdr` that points into its own [`SendQueue`].
+struct MsgHdr(libc::msghdr);
 
 impl SendQueue {
     /// Appends a frame (never moves the data of frames already queued).
@@ -441,6 +560,7 @@ impl SendQueue {
         }
         if self.frames.is_empty() {
             self.iov = Vec::new();
+            self.msg = None;
         }
     }
 
@@ -456,16 +576,9 @@ impl Drop for SendQueue {
             // The kernel may still read these bytes: leak them rather than free them.
             std::mem::forget(std::mem::take(&mut self.frames));
             std::mem::forget(std::mem::take(&mut self.iov));
+            std::mem::forget(self.msg.take());
         }
     }
-}
-
-/// Owns a descriptor returned by a successful accept completion.
-pub(crate) fn accepted_fd(result: i32) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: a non-negative accept result is a new descriptor the kernel created for us;
-    // nothing else owns it.
-    (result >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(result) })
 }
 
 /// A new non-blocking eventfd, for cross-thread wake-ups.
@@ -478,31 +591,6 @@ pub(crate) fn eventfd() -> io::Result<std::os::fd::OwnedFd> {
     }
     // SAFETY: a new descriptor nobody else owns.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
-}
-
-/// `bytes` as `&str`, for text the codec has already validated.
-///
-/// The decoder guarantees that every uncompressed text message it completes is valid UTF-8
-/// (RFC 6455 §8.1, checked across fragments), so validating again would only cost time.
-pub(crate) fn validated_str(bytes: &[u8]) -> &str {
-    debug_assert!(
-        std::str::from_utf8(bytes).is_ok(),
-        "text not validated by the codec"
-    );
-    // SAFETY: see above; callers pass only whole text messages accepted by the decoder.
-    unsafe { std::str::from_utf8_unchecked(bytes) }
-}
-
-/// `bytes` as a `String`, for a whole text message the codec has already validated (see
-/// [`validated_str`]).
-pub(crate) fn validated_string(bytes: Vec<u8>) -> String {
-    debug_assert!(
-        std::str::from_utf8(&bytes).is_ok(),
-        "text not validated by the codec"
-    );
-    // SAFETY: callers pass only whole text messages accepted by the decoder, which checked
-    // every byte as UTF-8 across fragments.
-    unsafe { String::from_utf8_unchecked(bytes) }
 }
 
 /// Raises the soft descriptor limit to the hard limit (tens of thousands of connections).

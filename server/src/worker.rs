@@ -5,41 +5,30 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sockeye_codec::deflate::{self, Agreement};
 use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request, Response};
-use sockeye_codec::{
-    Close, CloseCode, DataKind, Decoder, Event, Header, OpCode, Role, Status, apply_mask,
-};
+use sockeye_codec::session::{Incoming, Inflate, Receiver};
+use sockeye_codec::{Close, CloseCode, Header, OpCode, Role, Status, apply_mask};
 
 use crate::compress::{ConnDeflate, Deflater};
 use crate::config::{Config, SlowPolicy};
 use crate::handler::{
-    Chunk, Handler, Message, OwnedMessage, SendStatus, WebSocket, put_encoded_header, put_frame,
-    put_frame_with, put_header,
+    Handler, SendStatus, WebSocket, put_encoded_header, put_frame, put_frame_with, put_header,
 };
 use crate::hub::{Hub, Inbox, JoinError, Refusal, RoomKey, WorkerStats};
 use crate::masks::MaskKeys;
-use crate::ring::{self, BufRing, RecvBuf, Ring, SendQueue};
+use crate::ring::{BufRing, Completion, Op, RecvBuf, Ring, SendQueue};
 use crate::timer::{TimerKind, Wheel};
 
 /// Length of one timer tick.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
-// Operation kinds, in the top byte of a completion's user_data.
-const OP_ACCEPT: u64 = 1;
-const OP_RECV: u64 = 2;
-const OP_SEND: u64 = 3;
-const OP_TICK: u64 = 4;
-const OP_WAKE: u64 = 5;
-const OP_CANCEL: u64 = 6;
-const OP_CONNECT: u64 = 7;
-
-/// Epochs are 24 bits: with the 8-bit operation and the 32-bit slot they fill a completion's
-/// 64-bit user data. A slot would have to be reused 16.7 million times while a stale timer entry
+/// Epochs are 24 bits: with the ring's 8-bit operation tag and the 32-bit slot they fill a
+/// completion's 64-bit user data. A slot would have to be reused 16.7 million times while a stale timer entry
 /// or task for it is pending before an old id could match a new connection.
 const EPOCH_MASK: u32 = 0x00ff_ffff;
 
@@ -58,8 +47,9 @@ impl ConnId {
         usize::from(self.worker)
     }
 
-    fn user_data(self, op: u64) -> u64 {
-        op << 56 | u64::from(self.epoch & EPOCH_MASK) << 32 | u64::from(self.slot)
+    /// The connection's part of a request's user data (the ring adds the operation).
+    fn data(self) -> u64 {
+        u64::from(self.epoch & EPOCH_MASK) << 32 | u64::from(self.slot)
     }
 }
 
@@ -83,10 +73,9 @@ enum State {
 /// Bytes a connection holds only while it needs them.
 #[derive(Default)]
 struct Input {
-    /// Received bytes not consumed yet (part of the request, or of a frame).
+    /// Received bytes not consumed yet (part of the request, or of a frame header or control
+    /// frame).
     pending: Vec<u8>,
-    /// The message being assembled from several pieces.
-    message: Vec<u8>,
 }
 
 /// Output a connection holds only while it has something to send.
@@ -172,9 +161,8 @@ pub(crate) struct Conn {
     room: u32,
     /// Tick of the last received bytes.
     last_rx: u32,
-    /// Bytes the decoder needs before it can make progress.
-    need: u32,
-    decoder: Decoder,
+    /// The protocol's receiving half: decoder, assembly, streaming choice, inflated UTF-8.
+    rx: Receiver,
     input: Option<Box<Input>>,
     output: Option<Box<Output>>,
     /// permessage-deflate state, if negotiated.
@@ -209,8 +197,7 @@ impl Conn {
             sub: 0,
             room: 0,
             last_rx: now,
-            need: 0,
-            decoder: Decoder::new(role, config),
+            rx: Receiver::new(role, config),
             input: None,
             output: None,
             deflate: None,
@@ -225,8 +212,8 @@ impl Conn {
     }
 
     pub(crate) fn set_read_limit(&mut self, bytes: u64) {
-        let config = self.decoder.config().max_message(bytes).max_frame(bytes);
-        self.decoder.set_config(config);
+        let config = self.rx.config().max_message(bytes).max_frame(bytes);
+        self.rx.set_config(config);
     }
 
     pub(crate) fn subscribed(&self) -> bool {
@@ -257,8 +244,8 @@ impl Conn {
     /// Heap bytes held for reading (the `read_buffer_bytes` gauge).
     fn input_bytes(&self) -> u64 {
         self.input.as_ref().map_or(0, |i| {
-            (std::mem::size_of::<Input>() + i.pending.capacity() + i.message.capacity()) as u64
-        })
+            (std::mem::size_of::<Input>() + i.pending.capacity()) as u64
+        }) + self.rx.buffered() as u64
     }
 
     fn input(&mut self) -> &mut Input {
@@ -282,8 +269,6 @@ pub(crate) struct Io {
     dirty: Vec<ConnId>,
     /// Frames published during this turn, fanned out at its end.
     to_publish: Vec<(RoomKey, Bytes, Arc<str>)>,
-    /// The default room's name, for messages published outside any room.
-    default_room: Arc<str>,
     /// This worker's members of each room, by room id.
     rooms: Vec<LocalRoom>,
     idle_ticks: u32,
@@ -327,9 +312,7 @@ impl Io {
                 conn.paused = true;
                 WorkerStats::add(&self.stats().backpressure, 1);
                 if conn.recv_armed {
-                    let _ = self
-                        .ring
-                        .cancel(id.user_data(OP_RECV), id.user_data(OP_CANCEL));
+                    let _ = self.ring.cancel(Op::Recv, id.data());
                 }
             }
             SendStatus::Backpressure
@@ -431,8 +414,20 @@ impl Io {
         }
         let mut frame = [0u8; 6 + 125];
         let mask = conn.mask(self);
-        let n = sockeye_codec::encode_close(&mut frame, &close, mask)
-            .expect("validated code and reason fit a control frame");
+        // Every caller passes a sendable code and a reason within the limit (the public
+        // `WebSocket::close` checks); should one not, the close goes out without a code rather
+        // than take the worker down.
+        let n = match sockeye_codec::encode_close(&mut frame, &close, mask) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "unsendable close frame; closing without a code");
+                let bare = Close {
+                    code: None,
+                    reason: "",
+                };
+                sockeye_codec::encode_close(&mut frame, &bare, mask).unwrap_or(0)
+            }
+        };
         let slot = crate::hub::close_slot(close.code.map(u16::from));
         WorkerStats::add(&self.stats().close_sent[slot], 1);
         conn.output().staged.extend_from_slice(&frame[..n]);
@@ -474,20 +469,19 @@ impl Io {
         (!self.request.is_empty()).then_some(&self.request[..])
     }
 
-    /// Publishes to the connection's room, or to the default room if it is in none.
-    pub(crate) fn publish(&mut self, conn: &Conn, frame: Bytes) {
-        let (key, name) = match conn.sub {
-            0 => (RoomKey::DEFAULT, self.default_room.clone()),
-            _ => {
-                let room = &self.rooms[conn.room as usize];
-                let key = RoomKey {
-                    id: conn.room,
-                    generation: room.generation,
-                };
-                (key, room.name.clone())
-            }
+    /// Publishes to the connection's room; false (and nothing sent) if it is in none.
+    pub(crate) fn publish(&mut self, conn: &Conn, frame: Bytes) -> bool {
+        if conn.sub == 0 {
+            return false;
+        }
+        let room = &self.rooms[conn.room as usize];
+        let key = RoomKey {
+            id: conn.room,
+            generation: room.generation,
         };
+        let name = room.name.clone();
         self.to_publish.push((key, frame, name));
+        true
     }
 
     /// Publishes to the room named `name`; false if it has no members in this process (when
@@ -629,6 +623,66 @@ impl Slab {
     }
 }
 
+/// Runs a handler callback that gets the connection. A panic in it is caught here and costs
+/// only this connection: it is logged with the connection, counted
+/// (`sockeye_handler_panics_total`) and the connection closed with 1011; the worker and its
+/// other connections go on.
+fn call<H: Handler>(
+    handler: &mut H,
+    io: &mut Io,
+    id: ConnId,
+    conn: &mut Conn,
+    f: impl FnOnce(&mut H, &mut WebSocket<'_>),
+) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        f(handler, &mut WebSocket { id, conn, io });
+    }));
+    if let Err(panic) = r {
+        handler_panicked(io, id, Some(conn), &*panic);
+    }
+}
+
+/// Runs a handler callback that has no connection to lend (`on_close`, `on_connect_error`);
+/// a panic is logged and counted.
+fn call_detached(io: &Io, id: Option<ConnId>, f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        WorkerStats::add(&io.stats().handler_panics, 1);
+        tracing::error!(conn = ?id, panic = panic_text(&*panic), "handler panicked");
+    }
+}
+
+fn handler_panicked(
+    io: &mut Io,
+    id: ConnId,
+    conn: Option<&mut Conn>,
+    panic: &(dyn std::any::Any + Send),
+) {
+    WorkerStats::add(&io.stats().handler_panics, 1);
+    let Some(conn) = conn else { return };
+    let peer = conn.peer_addr().ok();
+    tracing::error!(conn = ?id, peer = ?peer, panic = panic_text(panic), "handler panicked; closing the connection with 1011");
+    let close = Close {
+        code: Some(CloseCode::INTERNAL_ERROR),
+        reason: "internal error",
+    };
+    io.start_close(id, conn, close);
+    conn.close_after_send = true;
+}
+
+/// A panic's message, when it is a string.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
+}
+
+/// The connection slot and epoch a completion's user data carries.
+fn slot_epoch(c: &Completion) -> (u32, u32) {
+    (c.data() as u32, (c.data() >> 32) as u32 & EPOCH_MASK)
+}
+
 /// A worker thread's state.
 pub(crate) struct Worker<H: Handler> {
     io: Io,
@@ -636,7 +690,7 @@ pub(crate) struct Worker<H: Handler> {
     slab: Slab,
     listener: Option<OwnedFd>,
     wake: OwnedFd,
-    inbox: Receiver<Inbox>,
+    inbox: mpsc::Receiver<Inbox>,
     /// Declared after `io` so the ring (inside `io`) is dropped first.
     bufs: BufRing,
     shutdown_deadline: Option<Instant>,
@@ -652,7 +706,7 @@ impl<H: Handler> Worker<H> {
         hub: Arc<Hub>,
         listener: Option<OwnedFd>,
         wake: OwnedFd,
-        inbox: Receiver<Inbox>,
+        inbox: mpsc::Receiver<Inbox>,
         handler: H,
     ) -> io::Result<Worker<H>> {
         let mut ring = Ring::new(4096).map_err(|e| {
@@ -682,7 +736,6 @@ impl<H: Handler> Worker<H> {
                 timers: Wheel::new(),
                 dirty: Vec::new(),
                 to_publish: Vec::new(),
-                default_room: Arc::from(""),
                 rooms: Vec::new(),
                 idle_ticks,
                 close_ticks,
@@ -720,13 +773,11 @@ impl<H: Handler> Worker<H> {
     /// Runs until shutdown completes.
     pub(crate) fn run(mut self) -> io::Result<()> {
         if let Some(l) = &self.listener {
-            self.io.ring.accept_multi(l.as_raw_fd(), OP_ACCEPT << 56)?;
+            self.io.ring.accept_multi(l.as_raw_fd(), 0)?;
             self.accept_armed = true;
         }
-        self.io.ring.tick(TICK, OP_TICK << 56)?;
-        self.io
-            .ring
-            .read_eventfd(self.wake.as_raw_fd(), OP_WAKE << 56)?;
+        self.io.ring.tick(TICK)?;
+        self.io.ring.read_eventfd(self.wake.as_raw_fd())?;
         let mut cqes = Vec::with_capacity(1024);
         loop {
             self.flush();
@@ -737,16 +788,15 @@ impl<H: Handler> Worker<H> {
             self.io.ring.submit_and_wait(1)?;
             cqes.clear();
             self.io.ring.completions(&mut cqes);
-            for &(ud, res, flags) in &cqes {
-                let slot = ud as u32;
-                let epoch = (ud >> 32) as u32 & EPOCH_MASK;
-                match ud >> 56 {
-                    OP_RECV => self.on_recv(slot, epoch, res, flags),
-                    OP_SEND => self.on_send(slot, epoch, res),
-                    OP_ACCEPT => self.on_accept(res, flags),
-                    OP_TICK => self.on_tick(flags),
-                    OP_WAKE => self.on_wake(),
-                    OP_CONNECT => self.on_connect(slot, epoch, res),
+            for mut c in cqes.drain(..) {
+                let (slot, epoch) = slot_epoch(&c);
+                match c.op() {
+                    Some(Op::Recv) => self.on_recv(slot, epoch, &mut c),
+                    Some(Op::Send) => self.on_send(slot, epoch, c.result()),
+                    Some(Op::Accept) => self.on_accept(&mut c),
+                    Some(Op::Tick) => self.on_tick(&c),
+                    Some(Op::Wake) => self.on_wake(),
+                    Some(Op::Connect) => self.on_connect(slot, epoch, c.result()),
                     _ => {} // cancellations: the cancelled request reports itself
                 }
             }
@@ -762,7 +812,7 @@ impl<H: Handler> Worker<H> {
         };
         if self.slab.open > 0 && Instant::now() >= deadline {
             if self.accept_armed {
-                let _ = self.io.ring.cancel(OP_ACCEPT << 56, OP_CANCEL << 56);
+                let _ = self.io.ring.cancel(Op::Accept, 0);
             }
             for slot in 0..self.slab.conns.len() as u32 {
                 if let Some(conn) = self.slab.conns[slot as usize].as_mut() {
@@ -786,9 +836,9 @@ impl<H: Handler> Worker<H> {
     /// so that no kernel write can land in memory after it is freed. If the kernel does not
     /// answer in time the memory is leaked instead of freed.
     fn drain(mut self) {
-        let _ = self.io.ring.cancel(OP_TICK << 56, OP_CANCEL << 56);
-        let _ = self.io.ring.cancel(OP_WAKE << 56, OP_CANCEL << 56);
-        let _ = self.io.ring.cancel(OP_ACCEPT << 56, OP_CANCEL << 56);
+        let _ = self.io.ring.cancel(Op::Tick, 0);
+        let _ = self.io.ring.cancel(Op::Wake, 0);
+        let _ = self.io.ring.cancel(Op::Accept, 0);
         let (mut tick, mut wake, mut accept) = (true, true, self.accept_armed);
         let give_up = Instant::now() + Duration::from_secs(1);
         let mut cqes = Vec::new();
@@ -798,18 +848,18 @@ impl<H: Handler> Worker<H> {
             }
             cqes.clear();
             self.io.ring.completions(&mut cqes);
-            for &(ud, res, flags) in &cqes {
-                let (slot, epoch) = (ud as u32, (ud >> 32) as u32 & EPOCH_MASK);
-                match ud >> 56 {
-                    OP_TICK => tick &= ring::more(flags),
-                    OP_WAKE => wake = false,
-                    OP_ACCEPT => {
-                        accept &= ring::more(flags);
-                        drop(ring::accepted_fd(res));
+            for mut c in cqes.drain(..) {
+                let (slot, epoch) = slot_epoch(&c);
+                match c.op() {
+                    Some(Op::Tick) => tick &= c.more(),
+                    Some(Op::Wake) => wake = false,
+                    Some(Op::Accept) => {
+                        accept &= c.more();
+                        drop(c.accepted_fd());
                     }
-                    OP_RECV => self.on_recv(slot, epoch, res, flags),
-                    OP_SEND => self.on_send(slot, epoch, res),
-                    OP_CONNECT => self.on_connect(slot, epoch, res),
+                    Some(Op::Recv) => self.on_recv(slot, epoch, &mut c),
+                    Some(Op::Send) => self.on_send(slot, epoch, c.result()),
+                    Some(Op::Connect) => self.on_connect(slot, epoch, c.result()),
                     _ => {}
                 }
             }
@@ -829,12 +879,15 @@ impl<H: Handler> Worker<H> {
                 continue;
             };
             conn.dirty = false;
+            if conn.state == State::Dead {
+                continue; // shut down: nothing more goes out
+            }
             let fd = conn.fd.as_raw_fd();
             let Some(out) = conn.output.as_mut() else {
                 continue;
             };
             out.seal();
-            if let Err(e) = self.io.ring.send(fd, &mut out.queue, id.user_data(OP_SEND)) {
+            if let Err(e) = self.io.ring.send(fd, &mut out.queue, id.data()) {
                 tracing::warn!(error = %e, "submitting a send failed");
                 self.io.teardown(conn);
             }
@@ -843,16 +896,17 @@ impl<H: Handler> Worker<H> {
         self.io.dirty.clear();
     }
 
-    fn on_accept(&mut self, res: i32, flags: u32) {
+    fn on_accept(&mut self, c: &mut Completion) {
+        let res = c.result();
         let out_of_fds = res == -libc::EMFILE || res == -libc::ENFILE;
-        if !ring::more(flags) {
+        if !c.more() {
             self.accept_armed = false;
             // Out of descriptors: retry on the next tick rather than spin on the error.
             if !out_of_fds {
                 self.arm_accept();
             }
         }
-        let Some(fd) = ring::accepted_fd(res) else {
+        let Some(fd) = c.accepted_fd() else {
             if out_of_fds {
                 if !self.fd_warned {
                     self.fd_warned = true;
@@ -885,7 +939,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         let Some(l) = &self.listener else { return };
-        match self.io.ring.accept_multi(l.as_raw_fd(), OP_ACCEPT << 56) {
+        match self.io.ring.accept_multi(l.as_raw_fd(), 0) {
             Ok(()) => self.accept_armed = true,
             Err(e) => tracing::error!(error = %e, "arming accept failed"),
         }
@@ -901,7 +955,7 @@ impl<H: Handler> Worker<H> {
         match self
             .io
             .ring
-            .recv_multi(conn.fd.as_raw_fd(), &self.bufs, id.user_data(OP_RECV))
+            .recv_multi(conn.fd.as_raw_fd(), &self.bufs, id.data())
         {
             Ok(()) => conn.recv_armed = true,
             Err(e) => {
@@ -911,8 +965,9 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn on_recv(&mut self, slot: u32, epoch: u32, res: i32, flags: u32) {
-        let buf = self.bufs.take(res, flags);
+    fn on_recv(&mut self, slot: u32, epoch: u32, c: &mut Completion) {
+        let buf = self.bufs.take(c);
+        let res = c.result();
         let id = self.id(slot, epoch);
         let Some(conn) = self.slab.get(slot, epoch) else {
             if let Some(b) = buf {
@@ -920,7 +975,7 @@ impl<H: Handler> Worker<H> {
             }
             return;
         };
-        if !ring::more(flags) {
+        if !c.more() {
             conn.recv_armed = false;
         }
         match (res, buf) {
@@ -1025,12 +1080,9 @@ impl<H: Handler> Worker<H> {
         let bound = self.io.config.max_backpressure;
         if conn.paused && conn.buffered_amount() <= bound / 2 && conn.state == State::Open {
             conn.paused = false;
-            let mut ws = WebSocket {
-                id,
-                conn,
-                io: &mut self.io,
-            };
-            self.handler.on_drain(&mut ws);
+            call(&mut self.handler, &mut self.io, id, conn, |h, ws| {
+                h.on_drain(ws)
+            });
             self.arm_recv(id);
         }
         self.maybe_free(id);
@@ -1065,8 +1117,10 @@ impl<H: Handler> Worker<H> {
             let why = c
                 .error
                 .unwrap_or_else(|| "the connection closed during the handshake".into());
-            self.handler
-                .on_connect_error(c.token, io::Error::other(why));
+            let handler = &mut self.handler;
+            call_detached(&self.io, None, || {
+                handler.on_connect_error(c.token, io::Error::other(why));
+            });
         }
         drop(conn); // closes the socket
     }
@@ -1077,21 +1131,19 @@ impl<H: Handler> Worker<H> {
         if conn.live {
             conn.live = false;
             WorkerStats::sub(&self.io.stats().connections, 1);
-            self.handler.on_close(
-                ConnId {
-                    worker: self.io.worker,
-                    epoch: conn.epoch,
-                    slot,
-                },
-                code,
-                reason,
-            );
+            let id = ConnId {
+                worker: self.io.worker,
+                epoch: conn.epoch,
+                slot,
+            };
+            let handler = &mut self.handler;
+            call_detached(&self.io, Some(id), || handler.on_close(id, code, reason));
         }
     }
 
-    fn on_tick(&mut self, flags: u32) {
-        if !ring::more(flags)
-            && let Err(e) = self.io.ring.tick(TICK, OP_TICK << 56)
+    fn on_tick(&mut self, c: &Completion) {
+        if !c.more()
+            && let Err(e) = self.io.ring.tick(TICK)
         {
             tracing::error!(error = %e, "re-arming the timer failed");
         }
@@ -1137,10 +1189,7 @@ impl<H: Handler> Worker<H> {
                         c.error = Some("the handshake timed out".into());
                     }
                     if conn.connect_armed {
-                        let _ = self
-                            .io
-                            .ring
-                            .cancel(id.user_data(OP_CONNECT), id.user_data(OP_CANCEL));
+                        let _ = self.io.ring.cancel(Op::Connect, id.data());
                     }
                     self.io.teardown(conn);
                 }
@@ -1175,11 +1224,7 @@ impl<H: Handler> Worker<H> {
     fn on_wake(&mut self) {
         let w = usize::from(self.io.worker);
         self.io.hub.woken(w);
-        if let Err(e) = self
-            .io
-            .ring
-            .read_eventfd(self.wake.as_raw_fd(), OP_WAKE << 56)
-        {
+        if let Err(e) = self.io.ring.read_eventfd(self.wake.as_raw_fd()) {
             tracing::error!(error = %e, "re-arming the wake-up read failed");
         }
         while let Ok(msg) = self.inbox.try_recv() {
@@ -1191,12 +1236,7 @@ impl<H: Handler> Worker<H> {
                         continue;
                     };
                     if conn.state == State::Open {
-                        let mut ws = WebSocket {
-                            id,
-                            conn,
-                            io: &mut self.io,
-                        };
-                        task(&mut ws);
+                        call(&mut self.handler, &mut self.io, id, conn, |_, ws| task(ws));
                     }
                 }
             }
@@ -1233,10 +1273,7 @@ impl<H: Handler> Worker<H> {
                     if let Some(c) = self.io.client_mut(id) {
                         c.error = Some("the runtime is shutting down".into());
                     }
-                    let _ = self
-                        .io
-                        .ring
-                        .cancel(id.user_data(OP_CONNECT), id.user_data(OP_CANCEL));
+                    let _ = self.io.ring.cancel(Op::Connect, id.data());
                     self.io.teardown(conn);
                 }
                 _ => {}
@@ -1250,13 +1287,15 @@ impl<H: Handler> Worker<H> {
     fn open_outbound(&mut self, c: crate::Connect) {
         if self.shutdown_deadline.is_some() {
             let e = io::Error::other("the runtime is shutting down");
-            self.handler.on_connect_error(c.token, e);
+            let handler = &mut self.handler;
+            call_detached(&self.io, None, || handler.on_connect_error(c.token, e));
             return;
         }
         let (fd, request, key) = match outbound_socket(&mut self.io, &c) {
             Ok(x) => x,
             Err(e) => {
-                self.handler.on_connect_error(c.token, e);
+                let handler = &mut self.handler;
+                call_detached(&self.io, None, || handler.on_connect_error(c.token, e));
                 return;
             }
         };
@@ -1280,11 +1319,7 @@ impl<H: Handler> Worker<H> {
         let conn = self.slab.get(slot, epoch).expect("just inserted");
         conn.output().staged.extend_from_slice(&request);
         let fd = conn.fd.as_raw_fd();
-        match self
-            .io
-            .ring
-            .connect(fd, c.addr.into(), id.user_data(OP_CONNECT))
-        {
+        match self.io.ring.connect(fd, c.addr.into(), id.data()) {
             Ok(()) => conn.connect_armed = true,
             Err(e) => {
                 if let Some(cs) = self.io.client_mut(id) {
@@ -1564,7 +1599,7 @@ fn open<H: Handler>(
     if !conn.outbound {
         std::mem::swap(&mut io.request, pending);
     }
-    handler.on_open(&mut WebSocket { id, conn, io });
+    call(handler, io, id, conn, |h, ws| h.on_open(ws));
     if !conn.outbound {
         std::mem::swap(&mut io.request, pending);
         io.request.clear();
@@ -1579,8 +1614,8 @@ fn open<H: Handler>(
 /// Compression was negotiated: RSV1 becomes legal on the first frame of a message.
 fn enable_deflate(conn: &mut Conn, state: ConnDeflate) {
     conn.deflate = Some(Box::new(state));
-    let config = conn.decoder.config().compression(true);
-    conn.decoder.set_config(config);
+    let config = conn.rx.config().compression(true);
+    conn.rx.set_config(config);
 }
 
 /// An accepted upgrade: the 101 response and what it agreed to.
@@ -1604,11 +1639,18 @@ fn accept(io: &Io, req: &Request<'_, '_>) -> Result<Accepted, (u16, String)> {
             return Err((403, format!("origin {origin:?} not allowed")));
         }
     }
-    let supported: Vec<&str> = config.subprotocols.iter().map(String::as_str).collect();
+    // A connection stores its subprotocol as an index + 1 in a byte: the first 255 count.
+    let supported: Vec<&str> = config
+        .subprotocols
+        .iter()
+        .take(usize::from(u8::MAX))
+        .map(String::as_str)
+        .collect();
     let chosen = handshake::select_protocol(&req.protocols, &supported);
     let proto = chosen
         .and_then(|p| supported.iter().position(|s| *s == p))
-        .map_or(0, |i| i as u8 + 1);
+        .and_then(|i| u8::try_from(i + 1).ok())
+        .unwrap_or(0);
     let deflate = io
         .deflate
         .config
@@ -1632,8 +1674,9 @@ fn feed<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Conn, d
     let mut data = data;
     while conn.input.as_ref().is_some_and(|i| !i.pending.is_empty()) && !data.is_empty() {
         let input = conn.input.as_mut().expect("checked");
-        // Enough to complete what is pending, and a little more to save a round.
-        let take = data.len().min((conn.need as usize).max(256));
+        // Enough to complete a header or a control frame (≤ 14 + 125 bytes) and a little more
+        // to save a round; a data frame's payload then streams from `data` in place.
+        let take = data.len().min(256);
         input.pending.extend_from_slice(&data[..take]);
         data = &mut data[take..];
         let mut pending = std::mem::take(&mut input.pending);
@@ -1650,11 +1693,7 @@ fn feed<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Conn, d
         }
     }
     // Hold no memory that is not needed any more.
-    if conn
-        .input
-        .as_ref()
-        .is_some_and(|i| i.pending.is_empty() && i.message.is_empty())
-    {
+    if conn.input.as_ref().is_some_and(|i| i.pending.is_empty()) {
         conn.input = None;
     }
 }
@@ -1668,84 +1707,84 @@ fn decode<H: Handler>(
     conn: &mut Conn,
     buf: &mut [u8],
 ) -> usize {
+    // Inflated messages are lent from the worker's scratch buffer, taken out for the duration
+    // (a handler may compress, into the other scratch buffer, meanwhile).
+    let mut scratch = match conn.deflate {
+        Some(_) => io.deflate.take_in_scratch(),
+        None => Vec::new(),
+    };
+    let used = decode_frames(io, handler, id, conn, buf, &mut scratch);
+    if conn.deflate.is_some() {
+        io.deflate.put_in_scratch(scratch);
+    }
+    used
+}
+
+fn decode_frames<H: Handler>(
+    io: &mut Io,
+    handler: &mut H,
+    id: ConnId,
+    conn: &mut Conn,
+    buf: &mut [u8],
+    scratch: &mut Vec<u8>,
+) -> usize {
     let mut used = 0;
     loop {
         if !matches!(conn.state, State::Open | State::Closing) {
             return buf.len();
         }
-        let frame = match conn.decoder.decode_streaming(&mut buf[used..]) {
-            Ok(Status::Complete(frame)) => frame,
-            Ok(Status::Partial { needed }) => {
-                conn.need = needed.min(u32::MAX as usize) as u32;
-                return used;
-            }
+        // Asked before each frame; the receiver applies it from the next message on, so a
+        // message is delivered entirely the way it started.
+        conn.rx.set_streaming(handler.streaming());
+        let mut inflater = conn.deflate.as_deref_mut().map(|c| Inflater {
+            conn: c,
+            worker: &mut io.deflate,
+            id,
+        });
+        let inflate = inflater.as_mut().map(|i| i as &mut dyn Inflate);
+        let got = match conn.rx.receive(&mut buf[used..], scratch, inflate) {
+            Ok(got) if got.needs_more() => return used,
+            Ok(got) => got,
             Err(e) => {
                 fail(io, id, conn, e);
                 return buf.len();
             }
         };
-        used += frame.wire_len();
-        match frame.event {
-            Event::Data(d) => {
-                if conn.state != State::Open {
-                    continue; // after our close, data is read and dropped
-                }
-                if d.message_fin {
+        used += got.consumed;
+        let Some(event) = got.event else { continue };
+        match event {
+            Incoming::Message(_) | Incoming::Assembled(_) | Incoming::Chunk(_)
+                if conn.state != State::Open =>
+            {
+                // After our close, data is read and dropped.
+            }
+            Incoming::Message(msg) => {
+                WorkerStats::add(&io.stats().messages_in, 1);
+                call(handler, io, id, conn, |h, ws| h.on_message(ws, msg));
+            }
+            Incoming::Assembled(msg) => {
+                WorkerStats::add(&io.stats().messages_in, 1);
+                call(handler, io, id, conn, |h, ws| h.on_message_owned(ws, msg));
+            }
+            Incoming::Chunk(chunk) => {
+                if chunk.last {
                     WorkerStats::add(&io.stats().messages_in, 1);
                 }
-                if d.compressed {
-                    if let Err(e) = inflate(io, handler, id, conn, d) {
-                        fail(io, id, conn, e);
-                        return buf.len();
-                    }
-                } else if handler.streaming() {
-                    let chunk = Chunk {
-                        text: d.kind == DataKind::Text,
-                        data: d.payload,
-                        first: d.message_start,
-                        last: d.message_fin,
-                    };
-                    handler.on_chunk(&mut WebSocket { id, conn, io }, chunk);
-                } else if d.message_start && d.message_fin {
-                    // The whole message sits in this buffer: lend it without a copy.
-                    let msg = match d.kind {
-                        DataKind::Text => Message::Text(ring::validated_str(d.payload)),
-                        DataKind::Binary => Message::Binary(d.payload),
-                    };
-                    handler.on_message(&mut WebSocket { id, conn, io }, msg);
-                } else {
-                    // Assemble in a buffer of the connection's own, reserved for the whole
-                    // frame at once (bounded by the message limit the decoder enforces).
-                    let rest = conn.decoder.frame_remaining() as usize;
-                    let input = conn.input();
-                    if d.message_start {
-                        input.message = Vec::new();
-                    }
-                    input.message.reserve(d.payload.len() + rest);
-                    input.message.extend_from_slice(d.payload);
-                    if d.message_fin {
-                        let data = std::mem::take(&mut input.message);
-                        let msg = OwnedMessage {
-                            text: d.kind == DataKind::Text,
-                            data,
-                        };
-                        handler.on_message_owned(&mut WebSocket { id, conn, io }, msg);
-                    }
-                }
+                call(handler, io, id, conn, |h, ws| h.on_chunk(ws, chunk));
             }
-            Event::Ping(p) => {
+            Incoming::Ping(p) => {
                 if conn.state == State::Open {
                     io.send_copy(id, conn, OpCode::Pong, p);
-                    handler.on_ping(&mut WebSocket { id, conn, io }, p);
+                    call(handler, io, id, conn, |h, ws| h.on_ping(ws, p));
                 }
             }
-            Event::Pong(p) => {
+            Incoming::Pong(p) => {
                 conn.ping_outstanding = false;
                 if conn.state == State::Open {
-                    handler.on_pong(&mut WebSocket { id, conn, io }, p);
+                    call(handler, io, id, conn, |h, ws| h.on_pong(ws, p));
                 }
             }
-            Event::Close(c) => {
+            Incoming::Close(c) => {
                 let slot = crate::hub::close_slot(c.code.map(u16::from));
                 WorkerStats::add(&io.stats().close_received[slot], 1);
                 if conn.state == State::Open {
@@ -1770,7 +1809,7 @@ fn decode<H: Handler>(
                 if conn.live {
                     conn.live = false;
                     WorkerStats::sub(&io.stats().connections, 1);
-                    handler.on_close(id, c.code, c.reason);
+                    call_detached(io, Some(id), || handler.on_close(id, c.code, c.reason));
                 }
                 return buf.len();
             }
@@ -1790,66 +1829,24 @@ fn fail(io: &mut Io, id: ConnId, conn: &mut Conn, e: sockeye_codec::Error) {
     conn.close_after_send = true;
 }
 
-/// Delivers a piece of a compressed message: inflated into the worker's scratch buffer when
-/// the handler streams or the message arrived whole, otherwise into the connection's assembly
-/// buffer until its last piece. The limit applies to the inflated size.
-fn inflate<H: Handler>(
-    io: &mut Io,
-    handler: &mut H,
+/// The receiver's [`Inflate`] on the event loop: the connection's state, the worker's engines.
+struct Inflater<'a> {
+    conn: &'a mut ConnDeflate,
+    worker: &'a mut Deflater,
     id: ConnId,
-    conn: &mut Conn,
-    d: sockeye_codec::Data<'_>,
-) -> Result<(), sockeye_codec::Error> {
-    let limit = conn.decoder.config().max_message_size();
-    let text = d.kind == DataKind::Text;
-    let streaming = handler.streaming();
-    let whole = d.message_start && d.message_fin;
-    let mut buf = if streaming || whole {
-        io.deflate.take_in_scratch()
-    } else {
-        let input = conn.input();
-        if d.message_start {
-            input.message = Vec::new();
-        }
-        std::mem::take(&mut input.message)
-    };
-    let Some(c) = conn.deflate.as_deref_mut() else {
-        return Err(sockeye_codec::Error::ReservedBits); // the decoder allows RSV1 only if negotiated
-    };
-    io.deflate.inflate(
-        id,
-        c,
-        d.payload,
-        d.message_start,
-        d.message_fin,
-        text,
-        &mut buf,
-        limit,
-    )?;
-    if streaming {
-        let chunk = Chunk {
-            text,
-            data: &buf,
-            first: d.message_start,
-            last: d.message_fin,
-        };
-        handler.on_chunk(&mut WebSocket { id, conn, io }, chunk);
-        io.deflate.put_in_scratch(buf);
-    } else if whole {
-        let msg = if text {
-            Message::Text(ring::validated_str(&buf))
-        } else {
-            Message::Binary(&buf)
-        };
-        handler.on_message(&mut WebSocket { id, conn, io }, msg);
-        io.deflate.put_in_scratch(buf);
-    } else if d.message_fin {
-        let msg = OwnedMessage { text, data: buf };
-        handler.on_message_owned(&mut WebSocket { id, conn, io }, msg);
-    } else {
-        conn.input().message = buf;
+}
+
+impl Inflate for Inflater<'_> {
+    fn inflate(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+        limit: u64,
+    ) -> Result<(), sockeye_codec::Error> {
+        self.worker
+            .inflate(self.id, self.conn, input, fin, out, limit)
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -198,7 +198,9 @@ struct Closer;
 impl Handler for Closer {
     fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: sockeye_server::Message<'_>) {
         match msg {
-            sockeye_server::Message::Text("close-me") => ws.close(CloseCode(4000), "as asked"),
+            sockeye_server::Message::Text("close-me") => {
+                ws.close(CloseCode(4000), "as asked").unwrap();
+            }
             sockeye_server::Message::Text(t) => {
                 ws.send_text(t);
             }

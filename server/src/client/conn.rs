@@ -6,9 +6,8 @@ use std::ops::Range;
 use std::time::Instant;
 
 use sockeye_codec::deflate::{Agreement, DeflateConfig, PerMessageDeflate, Pool};
-use sockeye_codec::{
-    CloseCode, Config, DataKind, Decoder, Event, MAX_REASON_LEN, Role, Status, Utf8Validator,
-};
+use sockeye_codec::session::{Incoming, Inflate, Inflating, Receiver};
+use sockeye_codec::{CloseCode, Config, DataKind, MAX_REASON_LEN, Role};
 
 use super::Message;
 use super::error::{CloseError, Error, deadline_error};
@@ -99,7 +98,6 @@ pub struct Conn {
     writer: Writer,
     stream: TcpStream,
     rx: RecvBuf,
-    decoder: Decoder,
     subprotocol: Option<String>,
     headers: Vec<(String, String)>,
     peer_addr: SocketAddr,
@@ -107,6 +105,8 @@ pub struct Conn {
     /// Whether a receive timeout is set on the socket.
     timeout_set: bool,
     current: Option<Current>,
+    /// `current` was started by [`Conn::read`], whose pieces so far are in `partial`.
+    cut_in_read: bool,
     /// Why reading ended; every later read returns it again.
     ended: Option<Ended>,
     /// A whole message being assembled by [`Conn::read`], kept across a read timeout.
@@ -114,54 +114,14 @@ pub struct Conn {
     on_ping: Option<Callback>,
     on_pong: Option<Callback>,
     on_close: Option<CloseCallback>,
-    /// permessage-deflate's receiving half, if negotiated.
-    inflater: Option<Box<Inflater>>,
+    /// The protocol's receiving half (in streaming mode: this type assembles messages into
+    /// the caller's buffers).
+    session: Receiver,
+    /// permessage-deflate's receiving half and its engine, if negotiated.
+    deflate: Option<Box<(PerMessageDeflate, Pool)>>,
+    /// The inflation of the latest compressed piece.
+    inflated: Vec<u8>,
     read_limit: Option<u64>,
-}
-
-/// Inflates compressed messages into its own buffer, one piece at a time.
-struct Inflater {
-    pmd: PerMessageDeflate,
-    pool: Pool,
-    utf8: Utf8Validator,
-    out: Vec<u8>,
-}
-
-impl Inflater {
-    /// Inflates a piece of a compressed message into `out` (whose previous piece was handed
-    /// out in full), checking `limit` on the inflated size and, for text, UTF-8.
-    fn inflate(
-        &mut self,
-        d: &sockeye_codec::Data<'_>,
-        limit: u64,
-    ) -> Result<Piece, sockeye_codec::Error> {
-        if d.message_start {
-            self.utf8.reset();
-        }
-        if self.out.capacity() > 1 << 20 {
-            self.out = Vec::new(); // a big message passed: do not keep its memory
-        }
-        self.out.clear();
-        self.pmd.decompress(
-            d.payload,
-            d.message_fin,
-            &mut self.out,
-            limit,
-            &mut self.pool,
-        )?;
-        if d.kind == DataKind::Text {
-            self.utf8
-                .feed(&self.out, d.message_fin)
-                .map_err(|_| sockeye_codec::Error::InvalidUtf8)?;
-        }
-        Ok(Piece {
-            kind: d.kind,
-            start: 0,
-            end: self.out.len(),
-            message_fin: d.message_fin,
-            inflated: true,
-        })
-    }
 }
 
 #[derive(Clone)]
@@ -197,32 +157,30 @@ impl Conn {
         let pmd = |(agreed, config): &(Agreement, DeflateConfig)| {
             PerMessageDeflate::new(Role::Client, agreed, config)
         };
-        let inflater = a.deflate.as_ref().map(|d| {
-            Box::new(Inflater {
-                pmd: pmd(d),
-                pool: Pool::new(1),
-                utf8: Utf8Validator::new(),
-                out: Vec::new(),
-            })
-        });
+        let deflate = a.deflate.as_ref().map(|d| Box::new((pmd(d), Pool::new(1))));
         let compressed = a.deflate.is_some();
+        let mut session = Receiver::new(Role::Client, limit_config(a.read_limit, compressed));
+        session.set_streaming(true);
         Ok(Conn {
             writer: Writer::new(socket, write_half, a.deflate.as_ref().map(pmd)),
             stream: a.stream,
             rx: a.rx,
-            decoder: Decoder::new(Role::Client, limit_config(a.read_limit, compressed)),
+
             subprotocol: a.subprotocol,
             headers: a.headers,
             peer_addr,
             read_deadline: None,
             timeout_set: true, // the handshake's
             current: None,
+            cut_in_read: false,
             ended: None,
             partial: Vec::new(),
             on_ping: None,
             on_pong: None,
             on_close: None,
-            inflater,
+            session,
+            deflate,
+            inflated: Vec::new(),
             read_limit: a.read_limit,
         })
     }
@@ -255,8 +213,8 @@ impl Conn {
     /// 1009 before its payload is read. `None` removes the limit. Default 16 MiB.
     pub fn set_read_limit(&mut self, limit: Option<u64>) {
         self.read_limit = limit;
-        let compressed = self.inflater.is_some();
-        self.decoder.set_config(limit_config(limit, compressed));
+        let compressed = self.deflate.is_some();
+        self.session.set_config(limit_config(limit, compressed));
     }
 
     /// Sets the deadline for reads (`None`: none). A read that passes it fails with
@@ -293,13 +251,24 @@ impl Conn {
     /// [`Error::is_normal_close`] to tell a normal end); a protocol error is
     /// [`Error::Protocol`], after the connection was closed with its code.
     pub fn read(&mut self) -> Result<Message, Error> {
+        if self.current.as_ref().is_some_and(|c| !c.abandoned) && !self.cut_in_read {
+            // A `read_into` was cut by a deadline: the start of that message is in its buffer.
+            return Err(Error::MessageInProgress);
+        }
         let mut buf = std::mem::take(&mut self.partial);
+        self.cut_in_read = false;
         match self.read_into(&mut buf) {
-            Ok(DataKind::Text) => Ok(Message::Text(crate::ring::validated_string(buf))),
+            // The pieces were checked as they arrived; checking the whole again is what lets
+            // this safe code hand out a `String` (a message is never resumed in another
+            // buffer, see above, but this does not rely on it).
+            Ok(DataKind::Text) => String::from_utf8(buf)
+                .map(Message::Text)
+                .map_err(|_| Error::Protocol(sockeye_codec::Error::InvalidUtf8)),
             Ok(DataKind::Binary) => Ok(Message::Binary(buf)),
             Err(e) => {
                 if self.current.is_some() {
                     self.partial = buf; // a deadline cut the message: keep what arrived
+                    self.cut_in_read = true;
                 }
                 Err(e)
             }
@@ -327,8 +296,7 @@ impl Conn {
                 fin: false,
                 abandoned: false,
             });
-            let more = self.decoder.frame_remaining();
-            out.reserve(usize::try_from(more).unwrap_or(0).min(16 << 20));
+            // `out` grows with what arrives, never with a length a header declared.
         }
     }
 
@@ -402,9 +370,9 @@ impl Conn {
 
     /// The bytes of a piece, from the receive buffer or the inflater's output.
     fn bytes(&self, inflated: bool, range: Range<usize>) -> &[u8] {
-        match (&self.inflater, inflated) {
-            (Some(i), true) => &i.out[range],
-            _ => &self.rx.buf[range],
+        match inflated {
+            true => &self.inflated[range],
+            false => &self.rx.buf[range],
         }
     }
 
@@ -513,8 +481,8 @@ impl Conn {
     }
 
     /// Decodes until a piece of a data message is available, handling control frames on the
-    /// way. The piece's bytes are consumed from the receive buffer but stay in it until the
-    /// next fill.
+    /// way. The piece's bytes are consumed from the receive buffer but stay in it (or, inflated,
+    /// in the inflater's output) until the next fill.
     fn next_piece(&mut self) -> Result<Piece, Error> {
         loop {
             if let Some(ended) = &self.ended {
@@ -523,50 +491,64 @@ impl Conn {
             let base = self.rx.start;
             let buf_addr = self.rx.buf.as_ptr() as usize;
             let pending = &mut self.rx.buf[base..self.rx.end];
-            let frame = match self.decoder.decode_streaming(pending) {
-                Ok(Status::Complete(frame)) => frame,
-                Ok(Status::Partial { .. }) => {
+            let mut inflating = self.deflate.as_mut().map(|d| Inflating {
+                state: &mut d.0,
+                pool: &mut d.1,
+            });
+            let inflate = inflating.as_mut().map(|i| i as &mut dyn Inflate);
+            let got = match self.session.receive(pending, &mut self.inflated, inflate) {
+                Ok(got) if got.needs_more() => {
                     self.fill()?;
                     continue;
                 }
+                Ok(got) => got,
                 Err(e) => return Err(self.fail(e)),
             };
-            let used = frame.wire_len();
+            let used = got.consumed;
             let mut control = [0u8; 125];
-            let (op, len) = match frame.event {
-                Event::Data(d) if d.compressed => {
-                    let limit = self.read_limit.unwrap_or(u64::MAX >> 1);
-                    let r = match self.inflater.as_deref_mut() {
-                        Some(i) => i.inflate(&d, limit),
-                        // The decoder accepts RSV1 only when compression was negotiated.
-                        None => Err(sockeye_codec::Error::ReservedBits),
-                    };
+            let (op, len) = match got.event {
+                None => {
                     self.rx.consume(used);
-                    return r.map_err(|e| self.fail(e));
+                    continue;
                 }
-                Event::Data(d) => {
-                    // The piece is the tail of the bytes the frame used.
-                    let end = base + used;
-                    let piece = Piece {
-                        kind: d.kind,
-                        start: end - d.payload.len(),
-                        end,
-                        message_fin: d.message_fin,
-                        inflated: false,
+                Some(Incoming::Chunk(c)) => {
+                    // The piece is in the receive buffer, or all of the inflater's output (an
+                    // empty piece is taken as the latter: nothing to point at).
+                    let addr = c.data.as_ptr() as usize;
+                    let in_rx =
+                        !c.data.is_empty() && (buf_addr..buf_addr + RECV_BUF).contains(&addr);
+                    let (inflated, start) = match in_rx {
+                        true => (false, addr - buf_addr),
+                        false => (true, 0),
                     };
-                    debug_assert_eq!(d.payload.as_ptr() as usize, buf_addr + piece.start);
+                    let piece = Piece {
+                        kind: if c.text {
+                            DataKind::Text
+                        } else {
+                            DataKind::Binary
+                        },
+                        start,
+                        end: start + c.data.len(),
+                        message_fin: c.last,
+                        inflated,
+                    };
                     self.rx.consume(used);
                     return Ok(piece);
                 }
-                Event::Ping(p) => {
+                // Streaming is on: messages come as chunks.
+                Some(Incoming::Message(_) | Incoming::Assembled(_)) => {
+                    self.rx.consume(used);
+                    continue;
+                }
+                Some(Incoming::Ping(p)) => {
                     control[..p.len()].copy_from_slice(p);
                     (0, p.len())
                 }
-                Event::Pong(p) => {
+                Some(Incoming::Pong(p)) => {
                     control[..p.len()].copy_from_slice(p);
                     (1, p.len())
                 }
-                Event::Close(c) => {
+                Some(Incoming::Close(c)) => {
                     let closed = CloseError {
                         code: c.code,
                         reason: c.reason.to_owned(),

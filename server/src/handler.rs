@@ -24,6 +24,17 @@ pub enum SendStatus {
 
 /// The application, one instance per worker thread. Every method has a default that does
 /// nothing, so a handler implements only what it needs.
+///
+/// **Callbacks run on the worker's event loop.** While one runs, no other connection of that
+/// worker is read from or written to: a blocking call (a database query, a file read, a
+/// `sleep`) stalls every one of them for as long as it takes. Work that may block goes to
+/// another thread, and its result comes back through a [`Poster`](crate::Poster) (see its
+/// example; `server/tests/hardening.rs` tests exactly that shape).
+///
+/// A callback that panics is caught at the callback: its connection is closed with 1011
+/// (internal error), the panic is logged with the connection and counted
+/// (`sockeye_handler_panics_total`), and the worker goes on with its other connections. The
+/// handler's own state is whatever the panic left it in.
 pub trait Handler: 'static {
     /// A connection completed its handshake.
     fn on_open(&mut self, ws: &mut WebSocket<'_>) {

@@ -194,3 +194,45 @@ fn a_read_after_a_cut_read_into_never_yields_invalid_text() {
     );
     assert_eq!(out, "héllo".as_bytes());
 }
+
+/// Offloads "slow" to another thread and posts the answer back; echoes everything else.
+struct Offloading {
+    poster: sockeye_server::Poster,
+}
+
+impl Handler for Offloading {
+    fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
+        if msg == Message::Text("slow") {
+            let (id, poster) = (ws.id(), self.poster.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(500)); // the blocking part
+                assert!(poster.post(id, |ws| {
+                    ws.send_text("slow answer");
+                }));
+            });
+        } else {
+            ws.send_binary(msg.as_bytes());
+        }
+    }
+}
+
+#[test]
+fn work_moved_off_the_event_loop_does_not_stall_neighbours() {
+    let server = Server::start(config(), |ctx| Offloading { poster: ctx.poster }).unwrap();
+    let addr = server.local_addr();
+    let mut slow = dial(addr);
+    let mut neighbour = dial(addr);
+    slow.write_text("slow").unwrap();
+    // The neighbour, on the same (only) worker, is answered while the slow job runs.
+    neighbour.write_binary(b"quick").unwrap();
+    assert_eq!(
+        neighbour.read().unwrap(),
+        CMessage::Binary(b"quick".to_vec())
+    );
+    slow.set_read_deadline(Some(Instant::now() + Duration::from_millis(50)));
+    assert!(slow.read().is_err(), "the slow answer is not there yet");
+    slow.set_read_deadline(None);
+    assert_eq!(slow.read().unwrap(), CMessage::Text("slow answer".into()));
+    server.shutdown();
+    server.join().unwrap();
+}

@@ -79,6 +79,8 @@ pub struct Config {
     pub(crate) idle_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) max_backpressure: usize,
+    /// Hard bound on queued output (`None`: four times `max_backpressure`).
+    pub(crate) max_send_queue: Option<usize>,
     pub(crate) slow_policy: SlowPolicy,
     pub(crate) recv_buffers: u16,
     pub(crate) recv_buffer_size: usize,
@@ -119,6 +121,7 @@ impl Config {
             idle_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(5),
             max_backpressure: 1 << 20,
+            max_send_queue: None,
             slow_policy: SlowPolicy::Close,
             recv_buffers: 128,
             recv_buffer_size: 64 << 10,
@@ -231,13 +234,37 @@ impl Config {
         self
     }
 
-    /// Bound on bytes queued for sending per connection.
+    /// Bound on bytes queued for sending per connection: over it, sends report
+    /// [`SendStatus::Backpressure`](crate::SendStatus::Backpressure) and reading from the
+    /// connection pauses until the queue drains to half of it.
     pub fn max_backpressure(mut self, bytes: usize) -> Self {
         self.max_backpressure = bytes;
         self
     }
 
-    /// What happens to a broadcast subscriber over the backpressure bound.
+    /// Hard bound on bytes queued for sending per connection (default: four times
+    /// [`Config::max_backpressure`]). Sends from timers, [`Poster`](crate::Poster) tasks or
+    /// other connections can outrun a peer that does not read even while its reading is
+    /// paused; a send that would pass this bound is handled by [`Config::slow_policy`]
+    /// instead of queued: the connection is closed with 1008 ([`SlowPolicy::Close`], the
+    /// send reports [`SendStatus::Closed`](crate::SendStatus::Closed)) or the message is
+    /// dropped ([`SlowPolicy::Drop`], [`SendStatus::Dropped`](crate::SendStatus::Dropped)).
+    /// A message larger than the bound still goes out when the queue is empty.
+    pub fn max_send_queue(mut self, bytes: usize) -> Self {
+        self.max_send_queue = Some(bytes);
+        self
+    }
+
+    /// The hard bound on queued output (see [`Config::max_send_queue`]).
+    pub(crate) fn send_queue_bound(&self) -> usize {
+        self.max_send_queue
+            .unwrap_or(self.max_backpressure.saturating_mul(4))
+            .max(self.max_backpressure)
+    }
+
+    /// What happens to a connection over its bounds: a broadcast subscriber over the
+    /// backpressure bound, and any connection whose queue would pass
+    /// [`Config::max_send_queue`].
     pub fn slow_policy(mut self, policy: SlowPolicy) -> Self {
         self.slow_policy = policy;
         self

@@ -12,14 +12,21 @@ pub use sockeye_codec::session::{Chunk, Message, OwnedMessage};
 
 /// What a send did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a send can be refused (Closed, Dropped) or ask the sender to wait (Backpressure)"]
 pub enum SendStatus {
     /// Queued; the queue is within its bound.
     Queued,
     /// Queued, and the queue is now over its bound: reading from this connection pauses until
     /// it drains ([`Handler::on_drain`] is called then).
     Backpressure,
-    /// Not queued: the connection is closing.
+    /// Not queued: the connection is closing (or was closed now, for passing
+    /// [`Config::max_send_queue`](crate::Config::max_send_queue) under
+    /// [`SlowPolicy::Close`](crate::SlowPolicy::Close)).
     Closed,
+    /// Not queued: it would have passed
+    /// [`Config::max_send_queue`](crate::Config::max_send_queue), and the policy is
+    /// [`SlowPolicy::Drop`](crate::SlowPolicy::Drop).
+    Dropped,
 }
 
 /// The application, one instance per worker thread. Every method has a default that does

@@ -8,8 +8,11 @@ use crate::handler::{Handler, Message, OwnedMessage, PreparedMessage, WebSocket}
 pub struct Echo;
 
 impl Handler for Echo {
+    // The status needs no handling here: over the soft bound reading pauses by itself (so a
+    // peer that does not read its echoes sends nothing more to echo), and over the hard bound
+    // the slow policy has already been applied.
     fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
-        match msg {
+        let _ = match msg {
             Message::Text(t) => ws.send_text(t),
             Message::Binary(b) => ws.send_binary(b),
         };
@@ -17,7 +20,7 @@ impl Handler for Echo {
 
     /// A message assembled from several receives goes back from its own buffer, uncopied.
     fn on_message_owned(&mut self, ws: &mut WebSocket<'_>, msg: OwnedMessage) {
-        ws.send_owned(msg);
+        let _ = ws.send_owned(msg);
     }
 }
 

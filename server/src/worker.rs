@@ -321,6 +321,30 @@ impl Io {
         }
     }
 
+    /// Refuses a data message of `len` bytes that would take the queue past the hard bound
+    /// (unless the queue is empty), by the slow policy.
+    fn refuse_over_bound(&mut self, id: ConnId, conn: &mut Conn, len: usize) -> Option<SendStatus> {
+        let queued = conn.buffered_amount();
+        if queued == 0 || queued.saturating_add(len) <= self.config.send_queue_bound() {
+            return None;
+        }
+        Some(match self.config.slow_policy {
+            SlowPolicy::Drop => {
+                WorkerStats::add(&self.stats().slow_skipped, 1);
+                SendStatus::Dropped
+            }
+            SlowPolicy::Close => {
+                WorkerStats::add(&self.stats().slow_closed, 1);
+                let close = Close {
+                    code: Some(CloseCode::POLICY_VIOLATION),
+                    reason: "send queue full",
+                };
+                self.start_close(id, conn, close);
+                SendStatus::Closed
+            }
+        })
+    }
+
     pub(crate) fn send_copy(
         &mut self,
         id: ConnId,
@@ -330,6 +354,11 @@ impl Io {
     ) -> SendStatus {
         if conn.state != State::Open {
             return SendStatus::Closed;
+        }
+        if !op.is_control()
+            && let Some(refused) = self.refuse_over_bound(id, conn, payload.len())
+        {
+            return refused;
         }
         if conn.compresses(op, payload.len()) {
             return self.send_compressed(id, conn, op, payload);
@@ -367,6 +396,9 @@ impl Io {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
+        if let Some(refused) = self.refuse_over_bound(id, conn, frame.len()) {
+            return refused;
+        }
         if let Some(key) = conn.mask(self) {
             // A frame prepared for many is unmasked; a client sends its own masked copy.
             let Ok(Status::Complete((h, hlen))) = Header::parse(&frame) else {
@@ -389,6 +421,9 @@ impl Io {
     ) -> SendStatus {
         if conn.state != State::Open {
             return SendStatus::Closed;
+        }
+        if let Some(refused) = self.refuse_over_bound(id, conn, payload.len()) {
+            return refused;
         }
         if conn.compresses(op, payload.len()) {
             return self.send_compressed(id, conn, op, &payload);
@@ -1209,7 +1244,8 @@ impl<H: Handler> Worker<H> {
                         self.io.start_close(id, conn, close);
                     } else {
                         conn.ping_outstanding = true;
-                        self.io.send_copy(id, conn, OpCode::Ping, b"");
+                        // A control frame: never refused by the bounds.
+                        let _ = self.io.send_copy(id, conn, OpCode::Ping, b"");
                         self.io
                             .timers
                             .schedule(e.slot, e.epoch, TimerKind::Idle, idle);
@@ -1412,7 +1448,7 @@ impl<H: Handler> Worker<H> {
                 }
                 (false, _) => {
                     // Within the bound, so this never pauses the subscriber's reading.
-                    self.io.send_shared(id, conn, frame.clone());
+                    let _ = self.io.send_shared(id, conn, frame.clone());
                 }
             }
         }
@@ -1774,7 +1810,8 @@ fn decode_frames<H: Handler>(
             }
             Incoming::Ping(p) => {
                 if conn.state == State::Open {
-                    io.send_copy(id, conn, OpCode::Pong, p);
+                    // A control frame: never refused by the bounds.
+                    let _ = io.send_copy(id, conn, OpCode::Pong, p);
                     call(handler, io, id, conn, |h, ws| h.on_ping(ws, p));
                 }
             }

@@ -202,10 +202,10 @@ impl Handler for Closer {
                 ws.close(CloseCode(4000), "as asked").unwrap();
             }
             sockeye_server::Message::Text(t) => {
-                ws.send_text(t);
+                let _ = ws.send_text(t);
             }
             sockeye_server::Message::Binary(b) => {
-                ws.send_binary(b);
+                let _ = ws.send_binary(b);
             }
         }
     }

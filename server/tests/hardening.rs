@@ -43,10 +43,10 @@ impl Handler for Fragile {
             Message::Text("panic") => panic!("handler bug"),
             Message::Text("1005") => {
                 let refused = ws.close(CloseCode(1005), "reserved").is_err();
-                ws.send_text(if refused { "refused" } else { "sent" });
+                let _ = ws.send_text(if refused { "refused" } else { "sent" });
             }
             other => {
-                ws.send_binary(other.as_bytes());
+                let _ = ws.send_binary(other.as_bytes());
             }
         }
     }
@@ -207,11 +207,11 @@ impl Handler for Offloading {
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(500)); // the blocking part
                 assert!(poster.post(id, |ws| {
-                    ws.send_text("slow answer");
+                    let _ = ws.send_text("slow answer");
                 }));
             });
         } else {
-            ws.send_binary(msg.as_bytes());
+            let _ = ws.send_binary(msg.as_bytes());
         }
     }
 }
@@ -233,6 +233,67 @@ fn work_moved_off_the_event_loop_does_not_stall_neighbours() {
     assert!(slow.read().is_err(), "the slow answer is not there yet");
     slow.set_read_deadline(None);
     assert_eq!(slow.read().unwrap(), CMessage::Text("slow answer".into()));
+    server.shutdown();
+    server.join().unwrap();
+}
+
+/// On "flood", a thread posts 4,000 × 16 KiB to the connection; every status is recorded.
+struct Flooder {
+    poster: sockeye_server::Poster,
+    statuses: mpsc::Sender<sockeye_server::SendStatus>,
+}
+
+impl Handler for Flooder {
+    fn on_message(&mut self, ws: &mut WebSocket<'_>, _: Message<'_>) {
+        let (id, poster, statuses) = (ws.id(), self.poster.clone(), self.statuses.clone());
+        std::thread::spawn(move || {
+            let payload = vec![7u8; 16 << 10];
+            for _ in 0..4000 {
+                let (p, tx) = (payload.clone(), statuses.clone());
+                if !poster.post(id, move |ws| {
+                    let _ = tx.send(ws.send_binary(&p));
+                }) {
+                    std::thread::sleep(Duration::from_millis(1)); // mailbox full: slow down
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn sends_to_a_peer_that_does_not_read_stop_at_the_hard_bound() {
+    use sockeye_server::SendStatus;
+    let (tx, rx) = mpsc::channel();
+    let cfg = config()
+        .max_backpressure(64 << 10)
+        .max_send_queue(256 << 10);
+    let server = Server::start(cfg, move |ctx| Flooder {
+        poster: ctx.poster,
+        statuses: tx.clone(),
+    })
+    .unwrap();
+    let mut c = dial(server.local_addr());
+    c.write_text("flood").unwrap();
+    // Not reading: the kernel's buffers fill, then the queue; past 256 KiB the connection is
+    // closed with 1008 instead of the queue growing.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut closed = false;
+    while !closed && Instant::now() < deadline {
+        if let Ok(s) = rx.recv_timeout(Duration::from_millis(100)) {
+            closed = s == SendStatus::Closed;
+        }
+    }
+    assert!(closed, "a send past the hard bound closes the connection");
+    loop {
+        match c.read() {
+            Ok(_) => continue,
+            Err(Error::Closed(e)) => {
+                assert_eq!(e.code, Some(CloseCode::POLICY_VIOLATION));
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
     server.shutdown();
     server.join().unwrap();
 }

@@ -37,10 +37,10 @@ impl Handler for Probe {
         self.tx
             .send(Seen::Open(token, ws.subprotocol().map(str::to_owned)))
             .unwrap();
-        ws.send_text(&format!("hello from {token}"));
-        ws.send_owned(OwnedMessage::binary(self.big.clone()));
-        ws.send_prepared(&PreparedMessage::text("prepared κόσμε"));
-        ws.ping(b"p");
+        let _ = ws.send_text(&format!("hello from {token}"));
+        let _ = ws.send_owned(OwnedMessage::binary(self.big.clone()));
+        let _ = ws.send_prepared(&PreparedMessage::text("prepared κόσμε"));
+        let _ = ws.ping(b"p");
     }
 
     fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {

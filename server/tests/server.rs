@@ -397,7 +397,7 @@ impl Handler for Deferred {
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20)); // the slow work
             assert!(poster.post(id, move |ws| {
-                ws.send_text(&text.to_uppercase());
+                let _ = ws.send_text(&text.to_uppercase());
             }));
         });
     }
@@ -514,7 +514,7 @@ impl Handler for Counter {
         self.bytes += chunk.data.len();
         self.pieces += 1;
         if chunk.last {
-            ws.send_text(&format!("{} bytes", self.bytes));
+            let _ = ws.send_text(&format!("{} bytes", self.bytes));
         }
     }
 }

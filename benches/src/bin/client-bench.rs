@@ -233,7 +233,7 @@ fn uring(url: &str, c: usize, size: usize, shared: &Arc<Shared>) {
     impl Handler for Driver {
         fn on_open(&mut self, ws: &mut WebSocket<'_>) {
             let i = ws.token().expect("outbound") as usize;
-            ws.send_binary(&self.messages[i]);
+            let _ = ws.send_binary(&self.messages[i]);
         }
 
         fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
@@ -243,7 +243,7 @@ fn uring(url: &str, c: usize, size: usize, shared: &Arc<Shared>) {
             }
             self.shared.round_trips.fetch_add(1, Relaxed);
             if !self.shared.stop.load(Relaxed) {
-                ws.send_binary(&self.messages[i]);
+                let _ = ws.send_binary(&self.messages[i]);
             }
         }
 

@@ -481,9 +481,9 @@ impl UringEcho {
         for _ in 0..self.k {
             let p = &self.payloads[i];
             if self.text {
-                ws.send_text(std::str::from_utf8(p).expect("ASCII payload"));
+                let _ = ws.send_text(std::str::from_utf8(p).expect("ASCII payload"));
             } else {
-                ws.send_binary(p);
+                let _ = ws.send_binary(p);
             }
         }
         self.batches[i] = (self.k, Instant::now());

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-use crate::client::{self, Error};
+use crate::client::{self, DialOptions, Error};
 
 /// An outbound WebSocket connection for a worker to open (client role).
 ///
@@ -37,11 +37,12 @@ use crate::client::{self, Error};
 #[derive(Debug, Clone)]
 pub struct Connect {
     pub(crate) addr: SocketAddr,
+    /// The `Host` header the URL gives (the options may replace it).
     pub(crate) host: String,
     pub(crate) path: String,
-    pub(crate) protocols: Vec<String>,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) origin: Option<String>,
+    /// Headers, subprotocols and origin: the same options type as [`client::dial`]'s, checked
+    /// the same way (the upgrade's own headers are refused).
+    pub(crate) options: DialOptions,
     pub(crate) source: Option<IpAddr>,
     pub(crate) token: u64,
 }
@@ -50,7 +51,16 @@ impl Connect {
     /// A connection to `url` (`ws://host[:port]/path`); the host is resolved now, and the first
     /// address is used.
     pub fn new(url: &str) -> Result<Connect, Error> {
+        Connect::with_options(url, DialOptions::new())
+    }
+
+    /// A connection to `url` with the request headers, subprotocols and origin of `options`
+    /// (what [`client::dial`] takes). Compression follows the server's
+    /// [`Config::compression`](crate::Config::compression), and the read limit its
+    /// [`Config::max_message`](crate::Config::max_message): those options are not used here.
+    pub fn with_options(url: &str, options: DialOptions) -> Result<Connect, Error> {
         let target = client::Target::parse(url)?;
+        options.check_headers()?;
         let addr = (target.host.as_str(), target.port)
             .to_socket_addrs()
             .map_err(|e| Error::Url(format!("cannot resolve {}: {e}", target.host)))?
@@ -60,9 +70,7 @@ impl Connect {
             addr,
             host: target.host_header,
             path: target.path,
-            protocols: Vec::new(),
-            headers: Vec::new(),
-            origin: None,
+            options,
             source: None,
             token: 0,
         })
@@ -80,21 +88,23 @@ impl Connect {
     /// Offers a subprotocol (call again for more, in order of preference).
     #[must_use]
     pub fn protocol(mut self, protocol: &str) -> Self {
-        self.protocols.push(protocol.to_owned());
+        self.options = self.options.protocol(protocol);
         self
     }
 
-    /// Adds a request header.
+    /// Adds a request header, as [`DialOptions::header`] does: `Host` and `Origin` set those;
+    /// the upgrade's own headers (`Upgrade`, `Connection`, `Sec-WebSocket-*`) make
+    /// [`Server::connect`](crate::Server::connect) fail with `InvalidInput`.
     #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
+        self.options = self.options.header(name, value);
         self
     }
 
     /// Sends an `Origin` header.
     #[must_use]
     pub fn origin(mut self, origin: &str) -> Self {
-        self.origin = Some(origin.to_owned());
+        self.options = self.options.origin(origin);
         self
     }
 

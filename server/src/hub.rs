@@ -522,8 +522,10 @@ impl Poster {
     }
 
     /// Opens an outbound connection on worker `token % workers`; see
-    /// [`Connect`](crate::Connect). Fails only if that worker's mailbox is full.
+    /// [`Connect`](crate::Connect). Fails if its headers include the upgrade's own
+    /// (`InvalidInput`) or if that worker's mailbox is full (`WouldBlock`).
     pub fn connect(&self, c: crate::Connect) -> std::io::Result<()> {
+        c.options.check_headers().map_err(std::io::Error::from)?;
         let w = (c.token % self.hub.workers() as u64) as usize;
         self.hub
             .send(w, Inbox::Connect(Box::new(c)))

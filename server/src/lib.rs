@@ -216,8 +216,8 @@ impl Server {
         self.addr
     }
 
-    /// Opens an outbound connection on worker `token % workers`; see [`Connect`]. Fails only
-    /// if that worker's mailbox is full.
+    /// Opens an outbound connection on worker `token % workers`; see [`Connect`]. Fails if its
+    /// headers include the upgrade's own (`InvalidInput`) or if that worker's mailbox is full.
     pub fn connect(&self, c: Connect) -> io::Result<()> {
         self.poster().connect(c)
     }

@@ -276,6 +276,23 @@ impl Ring {
         }
     }
 
+    /// Submits queued entries and waits for at least `want` completions or `timeout`,
+    /// whichever comes first (`IORING_ENTER_EXT_ARG`, Linux 5.11).
+    pub(crate) fn submit_and_wait_timeout(
+        &mut self,
+        want: usize,
+        timeout: std::time::Duration,
+    ) -> io::Result<usize> {
+        let ts = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(want, &args) {
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(0),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(0),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(0),
+            r => r,
+        }
+    }
+
     /// Submits a `connect` of `fd` to `addr`; the ring keeps the address until the completion
     /// with `user_data` is drained.
     pub(crate) fn connect(

@@ -805,8 +805,18 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Runs until shutdown completes.
+    /// Runs until shutdown completes, then drains the ring: also when the loop fails or
+    /// panics, so that no request the kernel still holds points at freed memory.
     pub(crate) fn run(mut self) -> io::Result<()> {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
+        self.drain();
+        match r {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    fn run_loop(&mut self) -> io::Result<()> {
         if let Some(l) = &self.listener {
             self.io.ring.accept_multi(l.as_raw_fd(), 0)?;
             self.accept_armed = true;
@@ -817,7 +827,6 @@ impl<H: Handler> Worker<H> {
         loop {
             self.flush();
             if self.finished() {
-                self.drain();
                 return Ok(());
             }
             self.io.ring.submit_and_wait(1)?;
@@ -871,6 +880,10 @@ impl<H: Handler> Worker<H> {
     /// so that no kernel write can land in memory after it is freed. If the kernel does not
     /// answer in time the memory is leaked instead of freed.
     fn drain(mut self) {
+        // Whatever is still open is shut down, so that its receive completes.
+        for conn in self.slab.conns.iter_mut().flatten() {
+            self.io.teardown(conn);
+        }
         let _ = self.io.ring.cancel(Op::Tick, 0);
         let _ = self.io.ring.cancel(Op::Wake, 0);
         let _ = self.io.ring.cancel(Op::Accept, 0);
@@ -878,7 +891,8 @@ impl<H: Handler> Worker<H> {
         let give_up = Instant::now() + Duration::from_secs(1);
         let mut cqes = Vec::new();
         while (tick || wake || accept || self.slab.open > 0) && Instant::now() < give_up {
-            if self.io.ring.submit_and_wait(1).is_err() {
+            let left = give_up.saturating_duration_since(Instant::now());
+            if self.io.ring.submit_and_wait_timeout(1, left).is_err() {
                 break;
             }
             cqes.clear();
@@ -1339,7 +1353,7 @@ impl<H: Handler> Worker<H> {
             token: c.token,
             protocol: None,
             key,
-            offered: c.protocols,
+            offered: c.options.protocols().to_vec(),
             opened: false,
             error: None,
         });
@@ -1469,14 +1483,7 @@ fn outbound_socket(io: &mut Io, c: &crate::Connect) -> io::Result<(OwnedFd, Vec<
     }
     let key = handshake::client_key(random);
     let offer = io.deflate.config.map(|d| deflate::client_offer(&d));
-    let parts = crate::client::RequestParts {
-        host: &c.host,
-        path: &c.path,
-        protocols: &c.protocols,
-        headers: &c.headers,
-        origin: c.origin.as_deref(),
-        extensions: offer.as_deref(),
-    };
+    let parts = c.options.request_parts(&c.host, &c.path, offer.as_deref());
     let request = parts
         .encode(&key)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;

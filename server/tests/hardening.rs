@@ -297,3 +297,26 @@ fn sends_to_a_peer_that_does_not_read_stop_at_the_hard_bound() {
     server.shutdown();
     server.join().unwrap();
 }
+
+#[test]
+fn outbound_connections_refuse_the_upgrades_own_headers_like_dial() {
+    use sockeye_server::Connect;
+    let server = Server::start(config().listen(false), |_| Echo).unwrap();
+    for name in [
+        "Sec-WebSocket-Key",
+        "upgrade",
+        "Connection",
+        "sec-websocket-extensions",
+    ] {
+        let c = Connect::new("ws://127.0.0.1:9/").unwrap().header(name, "x");
+        let e = server.connect(c).expect_err(name);
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{name}: {e}");
+        let opts = DialOptions::new().header(name, "x");
+        assert!(
+            Connect::with_options("ws://127.0.0.1:9/", opts).is_err(),
+            "{name}"
+        );
+    }
+    server.shutdown();
+    server.join().unwrap();
+}

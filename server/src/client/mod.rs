@@ -160,6 +160,46 @@ impl DialOptions {
         self
     }
 
+    /// Refuses extra headers that belong to the upgrade itself (`Upgrade`, `Connection`,
+    /// `Sec-WebSocket-*`), for `dial` and for outbound connections on the event loop alike.
+    pub(crate) fn check_headers(&self) -> Result<(), Error> {
+        for (name, _) in &self.headers {
+            let lower = name.to_ascii_lowercase();
+            if matches!(lower.as_str(), "upgrade" | "connection")
+                || lower.starts_with("sec-websocket-")
+            {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the {name} header is set by the client"),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The subprotocols offered, in order of preference.
+    pub(crate) fn protocols(&self) -> &[String] {
+        &self.protocols
+    }
+
+    /// The parts of an upgrade request to `target_host` (unless [`DialOptions::host`] replaces
+    /// it) for `path`, with the extension offer `extensions`.
+    pub(crate) fn request_parts<'a>(
+        &'a self,
+        target_host: &'a str,
+        path: &'a str,
+        extensions: Option<&'a str>,
+    ) -> RequestParts<'a> {
+        RequestParts {
+            host: self.host.as_deref().unwrap_or(target_host),
+            path,
+            protocols: &self.protocols,
+            headers: &self.headers,
+            origin: self.origin.as_deref(),
+            extensions,
+        }
+    }
+
     fn deflate_config(&self) -> Option<DeflateConfig> {
         crate::config::with_threshold(self.deflate, self.compression_threshold)
     }
@@ -283,16 +323,7 @@ impl Target {
 /// offered. A refusal is [`Error::Handshake`] with the HTTP status and the start of the body.
 pub fn dial(url: &str, options: &DialOptions) -> Result<Conn, Error> {
     let target = Target::parse(url)?;
-    for (name, _) in &options.headers {
-        let lower = name.to_ascii_lowercase();
-        if matches!(lower.as_str(), "upgrade" | "connection") || lower.starts_with("sec-websocket-")
-        {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("the {name} header is set by the client"),
-            )));
-        }
-    }
+    options.check_headers()?;
     let stream = connect(&target, options.connect_timeout)?;
     stream.set_nodelay(true)?;
     let deadline = Instant::now() + options.handshake_timeout;
@@ -395,17 +426,9 @@ fn handshake(
     let mut random = [0u8; 16];
     getrandom::fill(&mut random).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
     let key = handshake::client_key(random);
-    let host = options.host.as_deref().unwrap_or(&target.host_header);
     let policy = options.deflate_config();
     let offer = policy.map(|d| deflate::client_offer(&d));
-    let parts = RequestParts {
-        host,
-        path: &target.path,
-        protocols: &options.protocols,
-        headers: &options.headers,
-        origin: options.origin.as_deref(),
-        extensions: offer.as_deref(),
-    };
+    let parts = options.request_parts(&target.host_header, &target.path, offer.as_deref());
     let out = parts.encode(&key).map_err(Error::Invalid)?;
     let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
     let mut stream = stream;

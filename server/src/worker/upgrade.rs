@@ -1,0 +1,154 @@
+//! The server side of the upgrade: the request checked against the policy, the 101 (or an
+//! HTTP error, or a plain page), and the connection opened.
+
+use super::*;
+
+/// Tries to complete the upgrade from the request bytes received so far.
+pub(super) fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Conn) {
+    let mut input = conn.input.take().expect("handshake bytes");
+    let max = io.config.max_request;
+    let mut headers = [EMPTY_HEADER; 64];
+    let outcome = match Request::parse(&input.pending, &mut headers) {
+        Ok(Status::Partial { .. }) if input.pending.len() > max => {
+            Some(Err((431, "request too large".into())))
+        }
+        Ok(Status::Partial { .. }) => None,
+        Err(HandshakeError::TooManyHeaders) => Some(Err((431, "too many headers".into()))),
+        Err(e @ (HandshakeError::NotUpgrade | HandshakeError::MethodNotGet)) => {
+            match crate::http::respond(&io.config, &io.hub, &input.pending) {
+                Some(response) => {
+                    WorkerStats::add(&io.stats().http_requests, 1);
+                    conn.output().staged.extend_from_slice(&response);
+                    finish_refused(io, id, conn);
+                    return;
+                }
+                None => Some(Err((e.status(), e.to_string()))),
+            }
+        }
+        Err(e) => Some(Err((e.status(), e.to_string()))),
+        Ok(Status::Complete((req, len))) => Some(accept(io, &req).map(|a| (a, len))),
+    };
+    let Some(outcome) = outcome else {
+        conn.input = Some(input);
+        return;
+    };
+    match outcome {
+        Err((status, body)) => {
+            let mut resp = vec![0u8; 512 + body.len()];
+            let n = handshake::write_error_response(&mut resp, status, &body)
+                .expect("sized for the body");
+            tracing::debug!(status, %body, "handshake refused");
+            io.stats().refuse(Refusal::from_status(status));
+            conn.output().staged.extend_from_slice(&resp[..n]);
+            finish_refused(io, id, conn);
+        }
+        Ok((accepted, len)) => {
+            WorkerStats::add(&io.stats().accepted, 1);
+            conn.output().staged.extend_from_slice(&accepted.response);
+            io.mark_dirty(id, conn);
+            conn.proto = accepted.proto;
+            if let (Some(a), Some(config)) = (accepted.deflate, io.deflate.config) {
+                enable_deflate(conn, ConnDeflate::new(Role::Server, &a, &config));
+            }
+            open(io, handler, id, conn, &mut input.pending, len);
+        }
+    }
+}
+
+/// A plain HTTP response (or a refusal) is staged: the socket closes once it is sent, or at
+/// the close timeout.
+pub(super) fn finish_refused(io: &mut Io, id: ConnId, conn: &mut Conn) {
+    conn.state = State::Refused;
+    conn.close_after_send = true;
+    io.mark_dirty(id, conn);
+    io.timers
+        .schedule(id.slot, id.epoch, TimerKind::Close, io.close_ticks);
+}
+
+/// The upgrade completed (either role): the connection opens, the handler hears of it, and the
+/// frames the peer sent right behind its request or response (after `len` bytes of `pending`)
+/// are decoded.
+pub(super) fn open<H: Handler>(
+    io: &mut Io,
+    handler: &mut H,
+    id: ConnId,
+    conn: &mut Conn,
+    pending: &mut Vec<u8>,
+    len: usize,
+) {
+    conn.state = State::Open;
+    conn.live = true;
+    WorkerStats::add(&io.stats().connections, 1);
+    io.timers
+        .schedule(id.slot, id.epoch, TimerKind::Idle, io.idle_ticks);
+    if !conn.outbound {
+        std::mem::swap(&mut io.request, pending);
+    }
+    call(handler, io, id, conn, |h, ws| h.on_open(ws));
+    if !conn.outbound {
+        std::mem::swap(&mut io.request, pending);
+        io.request.clear();
+    }
+    pending.drain(..len);
+    if !pending.is_empty() {
+        let mut rest = std::mem::take(pending);
+        feed(io, handler, id, conn, &mut rest);
+    }
+}
+
+/// Compression was negotiated: RSV1 becomes legal on the first frame of a message.
+pub(super) fn enable_deflate(conn: &mut Conn, state: ConnDeflate) {
+    conn.deflate = Some(Box::new(state));
+    let config = conn.rx.config().compression(true);
+    conn.rx.set_config(config);
+}
+
+/// An accepted upgrade: the 101 response and what it agreed to.
+pub(super) struct Accepted {
+    pub(super) response: Vec<u8>,
+    /// Index + 1 of the chosen subprotocol (0: none).
+    pub(super) proto: u8,
+    pub(super) deflate: Option<Agreement>,
+}
+
+/// Validates the request against the policy and writes the 101 response.
+pub(super) fn accept(io: &Io, req: &Request<'_, '_>) -> Result<Accepted, (u16, String)> {
+    let config = &io.config;
+    if io.hub.shutdown.load(Ordering::Acquire) {
+        return Err((503, "the server is shutting down".into()));
+    }
+    if !config.insecure_skip_origin_check {
+        let patterns: Vec<&str> = config.allowed_origins.iter().map(String::as_str).collect();
+        if !handshake::origin_allowed(req.origin, req.host, &patterns) {
+            let origin = req.origin.unwrap_or_default();
+            return Err((403, format!("origin {origin:?} not allowed")));
+        }
+    }
+    // A connection stores its subprotocol as an index + 1 in a byte: the first 255 count.
+    let supported: Vec<&str> = config
+        .subprotocols
+        .iter()
+        .take(usize::from(u8::MAX))
+        .map(String::as_str)
+        .collect();
+    let chosen = handshake::select_protocol(&req.protocols, &supported);
+    let proto = chosen
+        .and_then(|p| supported.iter().position(|s| *s == p))
+        .and_then(|i| u8::try_from(i + 1).ok())
+        .unwrap_or(0);
+    let deflate = io
+        .deflate
+        .config
+        .and_then(|c| deflate::negotiate(req.extensions.iter().copied(), &c));
+    let extension = deflate.map(|a| a.to_string());
+    let mut response = vec![0u8; 512];
+    let n = req
+        .accept(&mut response, chosen, extension.as_deref())
+        .map_err(|e| (500, e.to_string()))?;
+    response.truncate(n);
+    Ok(Accepted {
+        response,
+        proto,
+        deflate,
+    })
+}

@@ -6,8 +6,10 @@
 //! its holes:
 //!
 //! - **Assembly.** A message in several frames (or split across receive buffers) is collected
-//!   in a buffer that grows with the bytes that actually arrived, never with a length a header
-//!   merely declared, and is bounded by the message limit the decoder checks on every header.
+//!   in a buffer that grows with the bytes that actually arrived: a header's declared length
+//!   is reserved ahead only up to 16 times what has arrived (at least 64 KiB), so a large
+//!   message is not copied as it grows and a lying header gets nothing. The message limit
+//!   the decoder checks on every header bounds it too.
 //! - **Whole or streamed, per message.** [`Receiver::set_streaming`] takes effect from the
 //!   next message; a message is delivered entirely the way it started (a handler that changes
 //!   its mind mid-message cannot get a message's tail as if it were the whole).
@@ -54,6 +56,7 @@
 
 #![allow(unsafe_code)] // only `text_unchecked`, for text this module or the decoder validated
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -61,7 +64,6 @@ use crate::close::Close;
 use crate::decoder::{Config, Data, DataKind, Decoder, Event, Role};
 use crate::error::Error;
 use crate::frame::Status;
-use crate::utf8::Utf8Validator;
 
 /// A whole received message, borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,15 +261,23 @@ const KEEP_SCRATCH: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Receiver {
     decoder: Decoder,
-    /// The message being assembled (empty, with no capacity, between messages).
-    assembly: Vec<u8>,
+    /// The message being assembled; `None` between messages (boxed: an idle connection pays
+    /// one word for it).
+    assembly: Option<Box<Vec<u8>>>,
     /// How the next message is delivered.
     streaming: bool,
     /// The data message in progress, and how it is delivered.
     current: Option<InMessage>,
-    /// UTF-8 of inflated text across the pieces of a message.
-    utf8: Utf8Validator,
 }
+
+/// How far ahead of the bytes received the assembly buffer may be reserved, as a multiple of
+/// what has arrived of the message: a frame's declared length is used to avoid copying as
+/// the message grows, but never beyond this (so memory stays proportional to bytes received,
+/// whatever a header claims).
+const RESERVE_AHEAD: usize = 16;
+
+/// The least the assembly reserves ahead, whatever has arrived.
+const RESERVE_MIN: usize = 64 << 10;
 
 impl Receiver {
     /// A receiver for an endpoint of `role`, with `config`'s limits.
@@ -275,10 +285,9 @@ impl Receiver {
     pub const fn new(role: Role, config: Config) -> Self {
         Receiver {
             decoder: Decoder::new(role, config),
-            assembly: Vec::new(),
+            assembly: None,
             streaming: false,
             current: None,
-            utf8: Utf8Validator::new(),
         }
     }
 
@@ -326,7 +335,7 @@ impl Receiver {
     /// Heap bytes held for a message being assembled.
     #[must_use]
     pub fn buffered(&self) -> usize {
-        self.assembly.capacity()
+        self.assembly.as_ref().map_or(0, |a| a.capacity())
     }
 
     /// Decodes one frame, or the part of one that has arrived, from the front of `buf`
@@ -358,7 +367,7 @@ impl Receiver {
             Event::Pong(p) => Some(Incoming::Pong(p)),
             Event::Close(c) => {
                 self.current = None;
-                self.assembly = Vec::new();
+                self.assembly = None;
                 Some(Incoming::Close(c))
             }
             Event::Data(d) => {
@@ -381,7 +390,26 @@ impl Receiver {
         } else {
             InMessage::Whole
         });
-        self.utf8.reset();
+        // The decoder reset its validator at this text message's first header; for a
+        // compressed one it leaves it to us from there.
+    }
+
+    /// The assembly buffer, with room for `more` bytes: reserved up to the rest of the frame
+    /// the header declared, but never more than [`RESERVE_AHEAD`] times what has arrived.
+    fn assembly_for(&mut self, more: usize) -> &mut Vec<u8> {
+        let declared = usize::try_from(self.decoder.frame_remaining()).unwrap_or(usize::MAX);
+        let a = self.assembly.get_or_insert_with(Default::default);
+        if a.capacity() - a.len() < more {
+            let arrived = a.len() + more;
+            let ahead = declared.min(arrived.saturating_mul(RESERVE_AHEAD).max(RESERVE_MIN));
+            a.reserve_exact(more + ahead);
+        }
+        a
+    }
+
+    /// The assembled message, handed over; the receiver keeps nothing of it.
+    fn take_assembly(&mut self) -> Vec<u8> {
+        self.assembly.take().map(|a| *a).unwrap_or_default()
     }
 
     /// An uncompressed piece: lent, streamed, or collected.
@@ -416,8 +444,8 @@ impl Receiver {
             };
             return Some(Incoming::Message(msg));
         }
-        // Grows with what arrived (amortised doubling), never with a declared length.
-        self.assembly.extend_from_slice(d.payload);
+        self.assembly_for(d.payload.len())
+            .extend_from_slice(d.payload);
         if !fin {
             return None;
         }
@@ -426,7 +454,7 @@ impl Receiver {
         // went into the assembly.
         Some(Incoming::Assembled(OwnedMessage {
             text,
-            data: core::mem::take(&mut self.assembly),
+            data: self.take_assembly(),
         }))
     }
 
@@ -451,7 +479,8 @@ impl Receiver {
             scratch.clear();
             inflate.inflate(d.payload, fin, scratch, limit)?;
             if text {
-                self.utf8
+                self.decoder
+                    .utf8_mut()
                     .feed(scratch, fin)
                     .map_err(|_| Error::InvalidUtf8)?;
             }
@@ -467,7 +496,7 @@ impl Receiver {
                 })));
             }
             let msg = if text {
-                // SAFETY: the whole inflated message is in `scratch`, fed to `self.utf8` from
+                // SAFETY: the whole inflated message is in `scratch`, fed to the validator from
                 // a reset at its start to `last == true` just above, which succeeded.
                 Message::Text(unsafe { text_unchecked(scratch) })
             } else {
@@ -475,21 +504,25 @@ impl Receiver {
             };
             return Ok(Some(Incoming::Message(msg)));
         }
-        let from = self.assembly.len();
-        inflate.inflate(d.payload, fin, &mut self.assembly, limit)?;
+        // Inflated output grows with what inflates (bounded by `limit`), not with a header.
+        let a = self.assembly.get_or_insert_with(Default::default);
+        let from = a.len();
+        inflate.inflate(d.payload, fin, a, limit)?;
         if text {
-            self.utf8
-                .feed(&self.assembly[from..], fin)
+            let a = self.assembly.as_deref().map_or(&[][..], |a| &a[from..]);
+            self.decoder
+                .utf8_mut()
+                .feed(a, fin)
                 .map_err(|_| Error::InvalidUtf8)?;
         }
         if !fin {
             return Ok(None);
         }
         self.current = None;
-        // Every piece of the message was fed to `self.utf8` in order, the last with `fin`.
+        // Every piece of the message was fed to the validator in order, the last with `fin`.
         Ok(Some(Incoming::Assembled(OwnedMessage {
             text,
-            data: core::mem::take(&mut self.assembly),
+            data: self.take_assembly(),
         })))
     }
 }

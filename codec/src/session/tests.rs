@@ -138,11 +138,33 @@ fn the_assembly_grows_with_bytes_received_not_with_the_declared_length() {
     let got = drive(&mut rx, &wire[..15], &[], None);
     assert!(got.is_empty(), "{got:?}");
     assert!(rx.in_message());
+    // At most the floor of what is reserved ahead (64 KiB) past the byte that arrived, not the
+    // 100 GiB declared.
     assert!(
-        rx.buffered() <= 64,
+        rx.buffered() <= (64 << 10) + 1,
         "assembly holds {} bytes",
         rx.buffered()
     );
+}
+
+#[test]
+fn reserving_ahead_is_proportional_to_what_arrived() {
+    // 1 MiB declared, 100 KiB sent: reserved at most 16 times what arrived.
+    let mut wire = Vec::new();
+    let header = Header {
+        mask: Some([0; 4]),
+        ..Header::new(OpCode::Binary, 1 << 20)
+    };
+    let mut h = [0u8; 14];
+    let n = header.encode(&mut h).unwrap();
+    wire.extend_from_slice(&h[..n]);
+    wire.extend_from_slice(&[1; 100 << 10]);
+    let mut rx = server();
+    let got = drive(&mut rx, &wire, &[n + 1000], None);
+    assert!(got.is_empty());
+    assert!(rx.buffered() <= 16 * (100 << 10) + 1000, "{}", rx.buffered());
+    // Declared 1 MiB is what it reserved (less than 16 × 100 KiB): no copy as it grows.
+    assert!(rx.buffered() >= 1 << 20);
 }
 
 #[test]

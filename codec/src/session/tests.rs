@@ -162,7 +162,11 @@ fn reserving_ahead_is_proportional_to_what_arrived() {
     let mut rx = server();
     let got = drive(&mut rx, &wire, &[n + 1000], None);
     assert!(got.is_empty());
-    assert!(rx.buffered() <= 16 * (100 << 10) + 1000, "{}", rx.buffered());
+    assert!(
+        rx.buffered() <= 16 * (100 << 10) + 1000,
+        "{}",
+        rx.buffered()
+    );
     // Declared 1 MiB is what it reserved (less than 16 × 100 KiB): no copy as it grows.
     assert!(rx.buffered() >= 1 << 20);
 }

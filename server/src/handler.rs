@@ -61,7 +61,9 @@ pub trait Handler: 'static {
     }
 
     /// Whether messages are delivered piece by piece to [`Handler::on_chunk`] instead of whole
-    /// to [`Handler::on_message`] (for messages too large to hold).
+    /// to [`Handler::on_message`] (for messages too large to hold). Asked as bytes arrive; the
+    /// answer applies from the next message's first frame, so a message is always delivered
+    /// entirely one way.
     fn streaming(&self) -> bool {
         false
     }

@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// Runs a handler callback that gets the connection. A panic in it is caught here and costs
-/// only this connection: it is logged with the connection, counted
+/// Runs a handler callback that gets the connection, outside the dispatch of received bytes
+/// (which `Worker::on_bytes` guards as a whole). A panic in it is caught here and costs only
+/// this connection: it is logged with the connection, counted
 /// (`sockeye_handler_panics_total`) and the connection closed with 1011; the worker and its
 /// other connections go on.
 pub(super) fn call<H: Handler>(
@@ -125,13 +126,13 @@ pub(super) fn decode_frames<H: Handler>(
     scratch: &mut Vec<u8>,
 ) -> usize {
     let mut used = 0;
+    // Asked once per receive; the receiver applies it from the next message on, so a message
+    // is delivered entirely the way it started.
+    conn.rx.set_streaming(handler.streaming());
     loop {
         if !matches!(conn.state, State::Open | State::Closing) {
             return buf.len();
         }
-        // Asked before each frame; the receiver applies it from the next message on, so a
-        // message is delivered entirely the way it started.
-        conn.rx.set_streaming(handler.streaming());
         let mut inflater = conn.deflate.as_deref_mut().map(|c| Inflater {
             conn: c,
             worker: &mut io.deflate,
@@ -156,29 +157,29 @@ pub(super) fn decode_frames<H: Handler>(
             }
             Incoming::Message(msg) => {
                 WorkerStats::add(&io.stats().messages_in, 1);
-                call(handler, io, id, conn, |h, ws| h.on_message(ws, msg));
+                handler.on_message(&mut WebSocket { id, conn, io }, msg);
             }
             Incoming::Assembled(msg) => {
                 WorkerStats::add(&io.stats().messages_in, 1);
-                call(handler, io, id, conn, |h, ws| h.on_message_owned(ws, msg));
+                handler.on_message_owned(&mut WebSocket { id, conn, io }, msg);
             }
             Incoming::Chunk(chunk) => {
                 if chunk.last {
                     WorkerStats::add(&io.stats().messages_in, 1);
                 }
-                call(handler, io, id, conn, |h, ws| h.on_chunk(ws, chunk));
+                handler.on_chunk(&mut WebSocket { id, conn, io }, chunk);
             }
             Incoming::Ping(p) => {
                 if conn.state == State::Open {
                     // A control frame: never refused by the bounds.
                     let _ = io.send_copy(id, conn, OpCode::Pong, p);
-                    call(handler, io, id, conn, |h, ws| h.on_ping(ws, p));
+                    handler.on_ping(&mut WebSocket { id, conn, io }, p);
                 }
             }
             Incoming::Pong(p) => {
                 conn.ping_outstanding = false;
                 if conn.state == State::Open {
-                    call(handler, io, id, conn, |h, ws| h.on_pong(ws, p));
+                    handler.on_pong(&mut WebSocket { id, conn, io }, p);
                 }
             }
             Incoming::Close(c) => {

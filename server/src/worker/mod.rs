@@ -111,6 +111,7 @@ impl<H: Handler> Worker<H> {
         let idle_ticks = ticks(config.idle_timeout);
         let close_ticks = ticks(config.close_timeout);
         let deflate = Deflater::new(config.deflate_config());
+        let send_bound = config.send_queue_bound();
         Ok(Worker {
             io: Io {
                 worker: worker as u16,
@@ -128,6 +129,7 @@ impl<H: Handler> Worker<H> {
                 drained: Vec::new(),
                 deflate,
                 request: Vec::new(),
+                send_bound,
             },
             handler,
             slab: Slab {
@@ -413,29 +415,37 @@ impl<H: Handler> Worker<H> {
             .as_mut()
             .expect("live connection");
         let before = conn.input_bytes();
-        match conn.state {
-            State::Handshake if conn.outbound => {
-                let input = conn.input();
-                input.pending.extend_from_slice(data);
-                client_handshake(&mut self.io, &mut self.handler, id, conn);
-            }
-            State::Handshake => {
-                let input = conn.input();
-                let room = self.io.config.max_request + 1
-                    - input.pending.len().min(self.io.config.max_request);
-                let (head, rest) = data.split_at_mut(data.len().min(room));
-                input.pending.extend_from_slice(head);
-                handshake(&mut self.io, &mut self.handler, id, conn);
-                // Frames the client sent right behind its request, beyond what the request
-                // bound let into `pending`, follow what `open` already decoded.
-                if !rest.is_empty() && matches!(conn.state, State::Open | State::Closing) {
-                    feed(&mut self.io, &mut self.handler, id, conn, rest);
+        let (io, handler) = (&mut self.io, &mut self.handler);
+        // Every handler callback made while these bytes are dispatched is for this connection:
+        // one guard for all of them (a guard per callback cost 3% of the CPU per message at
+        // 16 B, measured). A panic closes this connection with 1011; the rest of its bytes are
+        // dropped.
+        let dispatched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match conn.state {
+                State::Handshake if conn.outbound => {
+                    let input = conn.input();
+                    input.pending.extend_from_slice(data);
+                    client_handshake(io, handler, id, conn);
                 }
+                State::Handshake => {
+                    let input = conn.input();
+                    let room =
+                        io.config.max_request + 1 - input.pending.len().min(io.config.max_request);
+                    let (head, rest) = data.split_at_mut(data.len().min(room));
+                    input.pending.extend_from_slice(head);
+                    handshake(io, handler, id, conn);
+                    // Frames the client sent right behind its request, beyond what the
+                    // request bound let into `pending`, follow what `open` already decoded.
+                    if !rest.is_empty() && matches!(conn.state, State::Open | State::Closing) {
+                        feed(io, handler, id, conn, rest);
+                    }
+                }
+                State::Open | State::Closing => feed(io, handler, id, conn, data),
+                State::Connecting | State::Refused | State::Dead => {}
             }
-            State::Open | State::Closing => {
-                feed(&mut self.io, &mut self.handler, id, conn, data);
-            }
-            State::Connecting | State::Refused | State::Dead => {}
+        }));
+        if let Err(panic) = dispatched {
+            handler_panicked(io, id, Some(conn), &*panic);
         }
         let gauge = &self.io.stats().read_buffer_bytes;
         WorkerStats::add(gauge, conn.input_bytes().wrapping_sub(before));
@@ -811,7 +821,7 @@ impl<H: Handler> Worker<H> {
                 }
                 (false, _) => {
                     // Within the bound, so this never pauses the subscriber's reading.
-                    let _ = self.io.send_shared(id, conn, frame.clone());
+                    let _ = self.io.queue_shared(id, conn, frame.clone());
                 }
             }
         }

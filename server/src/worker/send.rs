@@ -32,6 +32,8 @@ pub(crate) struct Io {
     /// During `on_open` of an accepted connection: the bytes received so far, starting with
     /// its upgrade request (lent by the connection, given back after the call).
     pub(super) request: Vec<u8>,
+    /// The hard bound on a connection's queued output (`Config::send_queue_bound`).
+    pub(super) send_bound: usize,
 }
 
 pub(super) fn ticks(d: Duration) -> u32 {
@@ -77,7 +79,7 @@ impl Io {
         len: usize,
     ) -> Option<SendStatus> {
         let queued = conn.buffered_amount();
-        if queued == 0 || queued.saturating_add(len) <= self.config.send_queue_bound() {
+        if queued == 0 || queued.saturating_add(len) <= self.send_bound {
             return None;
         }
         Some(match self.config.slow_policy {
@@ -151,6 +153,12 @@ impl Io {
         if let Some(refused) = self.refuse_over_bound(id, conn, frame.len()) {
             return refused;
         }
+        self.queue_shared(id, conn, frame)
+    }
+
+    /// Queues a shared frame on an open connection whose bounds the caller checked (a
+    /// broadcast delivery, which applies the lower backpressure bound itself).
+    pub(crate) fn queue_shared(&mut self, id: ConnId, conn: &mut Conn, frame: Bytes) -> SendStatus {
         if let Some(key) = conn.mask(self) {
             // A frame prepared for many is unmasked; a client sends its own masked copy.
             let Ok(Status::Complete((h, hlen))) = Header::parse(&frame) else {

@@ -150,7 +150,8 @@ struct InFrame {
     fin: bool,
     mask: Option<[u8; 4]>,
     /// Header bytes still at the front of the caller's buffer (0 once a chunk consumed them).
-    header_left: usize,
+    /// (≤ 14: a `u8` keeps the decoder, which every idle connection holds, a word smaller.)
+    header_left: u8,
     /// Payload bytes not yet handed out.
     remaining: u64,
     /// Payload bytes at the front of the buffer (after `header_left`) already unmasked and
@@ -357,8 +358,9 @@ impl Decoder {
             self.in_frame = true;
         }
         let f = &mut self.frame;
-        let avail = buf.len() - f.header_left;
-        let (_, payload) = buf.split_at_mut(f.header_left);
+        let header_left = usize::from(f.header_left);
+        let avail = buf.len() - header_left;
+        let (_, payload) = buf.split_at_mut(header_left);
 
         if avail as u64 >= f.remaining {
             // The rest of the frame is here.
@@ -395,7 +397,7 @@ impl Decoder {
             };
             return Ok(Status::Complete(Frame {
                 event,
-                wire_len: f.header_left + n,
+                wire_len: header_left + n,
             }));
         }
 
@@ -418,7 +420,7 @@ impl Decoder {
             message_fin: false,
             compressed: f.compressed,
         };
-        let wire_len = f.header_left + avail;
+        let wire_len = header_left + avail;
         // The chunk is consumed: what is left of the frame starts the next buffer.
         f.header_left = 0;
         f.remaining -= avail as u64;
@@ -548,11 +550,13 @@ impl Decoder {
             }
             (kind, compressed) = (msg.kind, msg.compressed);
         }
+        debug_assert!(header_len <= crate::frame::MAX_HEADER_LEN);
         Ok(InFrame {
             opcode: h.opcode,
             fin: h.fin,
             mask: h.mask,
-            header_left: header_len,
+            // `Header::parse` never reports more than `MAX_HEADER_LEN` (14) bytes.
+            header_left: header_len as u8,
             remaining: h.payload_len,
             ready: 0,
             phase: 0,

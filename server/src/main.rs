@@ -121,6 +121,10 @@ struct ServeArgs {
     /// Bytes queued for sending per connection before backpressure applies.
     #[arg(long, value_parser = parse_size, default_value = "1MiB")]
     max_backpressure: u64,
+    /// Hard bound on bytes queued per connection (default: 4 × --max-backpressure); a send
+    /// past it is handled by --slow-policy (close with 1008, or drop the message).
+    #[arg(long, value_parser = parse_size)]
+    max_send_queue: Option<u64>,
     /// What broadcast does with subscribers over the backpressure bound.
     #[arg(long, value_enum, default_value = "close")]
     slow_policy: Slow,
@@ -393,6 +397,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         .metrics(!args.no_metrics)
         .max_rooms(args.max_rooms)
         .max_room_name(usize::try_from(args.max_room_name).unwrap_or(usize::MAX));
+    if let Some(bound) = args.max_send_queue {
+        config = config.max_send_queue(usize::try_from(bound).unwrap_or(usize::MAX));
+    }
     if !args.no_demo {
         config = config.page("/", "text/html; charset=utf-8", DEMO_PAGE);
     }

@@ -6,7 +6,9 @@ use std::ops::Range;
 use std::time::Instant;
 
 use sockeye_codec::deflate::{Agreement, DeflateConfig, PerMessageDeflate, Pool};
-use sockeye_codec::session::{Incoming, Inflate, Inflating, Receiver};
+use sockeye_codec::session::{
+    Incoming, Inflate, Inflating, Message as SessionMessage, OwnedMessage, Receiver,
+};
 use sockeye_codec::{CloseCode, Config, DataKind, MAX_REASON_LEN, Role};
 
 use super::Message;
@@ -105,12 +107,8 @@ pub struct Conn {
     /// Whether a receive timeout is set on the socket.
     timeout_set: bool,
     current: Option<Current>,
-    /// `current` was started by [`Conn::read`], whose pieces so far are in `partial`.
-    cut_in_read: bool,
     /// Why reading ended; every later read returns it again.
     ended: Option<Ended>,
-    /// A whole message being assembled by [`Conn::read`], kept across a read timeout.
-    partial: Vec<u8>,
     on_ping: Option<Callback>,
     on_pong: Option<Callback>,
     on_close: Option<CloseCallback>,
@@ -122,6 +120,41 @@ pub struct Conn {
     /// The inflation of the latest compressed piece.
     inflated: Vec<u8>,
     read_limit: Option<u64>,
+}
+
+/// A control frame, copied out of the receive buffer (≤125 bytes) so the connection can act
+/// on it.
+enum Control {
+    Ping([u8; 125], usize),
+    Pong([u8; 125], usize),
+    Close(CloseError),
+}
+
+impl Control {
+    /// The control frame an event carries (`None` for data).
+    fn of(event: Incoming<'_>) -> Option<Control> {
+        let copy = |p: &[u8]| {
+            let mut buf = [0u8; 125];
+            let len = p.len().min(125);
+            buf[..len].copy_from_slice(&p[..len]);
+            (buf, len)
+        };
+        Some(match event {
+            Incoming::Ping(p) => {
+                let (buf, len) = copy(p);
+                Control::Ping(buf, len)
+            }
+            Incoming::Pong(p) => {
+                let (buf, len) = copy(p);
+                Control::Pong(buf, len)
+            }
+            Incoming::Close(c) => Control::Close(CloseError {
+                code: c.code,
+                reason: c.reason.to_owned(),
+            }),
+            Incoming::Message(_) | Incoming::Assembled(_) | Incoming::Chunk(_) => return None,
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -172,9 +205,7 @@ impl Conn {
             read_deadline: None,
             timeout_set: true, // the handshake's
             current: None,
-            cut_in_read: false,
             ended: None,
-            partial: Vec::new(),
             on_ping: None,
             on_pong: None,
             on_close: None,
@@ -249,54 +280,86 @@ impl Conn {
     ///
     /// A close from the peer is [`Error::Closed`] with its code and reason (use
     /// [`Error::is_normal_close`] to tell a normal end); a protocol error is
-    /// [`Error::Protocol`], after the connection was closed with its code.
+    /// [`Error::Protocol`], after the connection was closed with its code. A message cut by a
+    /// read deadline stays with the connection, and the next `read` or `read_into` hands it
+    /// out whole.
     pub fn read(&mut self) -> Result<Message, Error> {
-        if self.current.as_ref().is_some_and(|c| !c.abandoned) && !self.cut_in_read {
-            // A `read_into` was cut by a deadline: the start of that message is in its buffer.
-            return Err(Error::MessageInProgress);
-        }
-        let mut buf = std::mem::take(&mut self.partial);
-        self.cut_in_read = false;
-        match self.read_into(&mut buf) {
-            // The pieces were checked as they arrived; checking the whole again is what lets
-            // this safe code hand out a `String` (a message is never resumed in another
-            // buffer, see above, but this does not rely on it).
-            Ok(DataKind::Text) => String::from_utf8(buf)
-                .map(Message::Text)
-                .map_err(|_| Error::Protocol(sockeye_codec::Error::InvalidUtf8)),
-            Ok(DataKind::Binary) => Ok(Message::Binary(buf)),
-            Err(e) => {
-                if self.current.is_some() {
-                    self.partial = buf; // a deadline cut the message: keep what arrived
-                    self.cut_in_read = true;
-                }
-                Err(e)
-            }
-        }
+        let m = self.next_message()?;
+        Ok(match m.is_text() {
+            true => Message::Text(m.into_text().unwrap_or_default()),
+            false => Message::Binary(m.into_bytes()),
+        })
     }
 
-    /// Reads the next whole message, appending its bytes to `out` (reuse one `Vec` to read
-    /// without allocating). Text was validated as UTF-8. After a timeout that cut a message,
-    /// call again with the same `out` to continue it.
+    /// Reads the next whole message, appending its bytes to `out` (into an empty `out`, a
+    /// message that was assembled from pieces is moved, not copied). Text was validated as
+    /// UTF-8 (the whole message, by the session). As with [`Conn::read`], a message cut by a
+    /// deadline is handed out whole by the next read.
     pub fn read_into(&mut self, out: &mut Vec<u8>) -> Result<DataKind, Error> {
+        let m = self.next_message()?;
+        let kind = match m.is_text() {
+            true => DataKind::Text,
+            false => DataKind::Binary,
+        };
+        if out.is_empty() {
+            *out = m.into_bytes();
+        } else {
+            out.extend_from_slice(m.as_bytes());
+        }
+        Ok(kind)
+    }
+
+    /// Decodes until a whole message is there, handling control frames on the way: lent from
+    /// the receive buffer (copied out here) or assembled by the session.
+    fn next_message(&mut self) -> Result<OwnedMessage, Error> {
         self.skip_abandoned()?;
-        // A message cut by a deadline (`current` set) resumes here: its pieces so far are in
-        // `out` already.
+        if self.current.is_some() {
+            // A streamed message (`read_stream`) is half read.
+            return Err(Error::MessageInProgress);
+        }
+        self.session.set_streaming(false);
         loop {
-            let piece = self.next_piece()?;
-            let kind = piece.kind;
-            out.extend_from_slice(self.bytes(piece.inflated, piece.start..piece.end));
-            if piece.message_fin {
-                self.current = None;
-                return Ok(kind);
+            if let Some(ended) = &self.ended {
+                return Err(ended.error());
             }
-            self.current = Some(Current {
-                left: piece.end..piece.end,
-                inflated: piece.inflated,
-                fin: false,
-                abandoned: false,
+            let base = self.rx.start;
+            let pending = &mut self.rx.buf[base..self.rx.end];
+            let mut inflating = self.deflate.as_mut().map(|d| Inflating {
+                state: &mut d.0,
+                pool: &mut d.1,
             });
-            // `out` grows with what arrives, never with a length a header declared.
+            let inflate = inflating.as_mut().map(|i| i as &mut dyn Inflate);
+            let got = match self.session.receive(pending, &mut self.inflated, inflate) {
+                Ok(got) if got.needs_more() => {
+                    self.fill()?;
+                    continue;
+                }
+                Ok(got) => got,
+                Err(e) => return Err(self.fail(e)),
+            };
+            let used = got.consumed;
+            let message = match got.event {
+                Some(Incoming::Message(SessionMessage::Text(t))) => {
+                    Some(OwnedMessage::text(t.to_owned()))
+                }
+                Some(Incoming::Message(SessionMessage::Binary(b))) => {
+                    Some(OwnedMessage::binary(b.to_vec()))
+                }
+                Some(Incoming::Assembled(m)) => Some(m),
+                Some(other) => {
+                    let control = Control::of(other);
+                    self.rx.consume(used);
+                    if let Some(c) = control {
+                        self.on_control(c)?;
+                    }
+                    continue;
+                }
+                None => None,
+            };
+            self.rx.consume(used);
+            if let Some(m) = message {
+                return Ok(m);
+            }
         }
     }
 
@@ -306,8 +369,11 @@ impl Conn {
     /// Dropping the reader before the end skips the rest of the message.
     pub fn next_reader(&mut self) -> Result<MessageReader<'_>, Error> {
         self.skip_abandoned()?;
-        if self.current.is_some() {
-            // A whole-message read was cut by a deadline; finish it first.
+        if self.current.is_some()
+            || (self.session.in_message() && !self.session.streaming_message())
+        {
+            // A whole-message read was cut by a deadline (or a stream is half read): finish
+            // it first.
             return Err(Error::MessageInProgress);
         }
         let piece = self.next_piece()?;
@@ -484,6 +550,7 @@ impl Conn {
     /// way. The piece's bytes are consumed from the receive buffer but stay in it (or, inflated,
     /// in the inflater's output) until the next fill.
     fn next_piece(&mut self) -> Result<Piece, Error> {
+        self.session.set_streaming(true);
         loop {
             if let Some(ended) = &self.ended {
                 return Err(ended.error());
@@ -505,12 +572,7 @@ impl Conn {
                 Err(e) => return Err(self.fail(e)),
             };
             let used = got.consumed;
-            let mut control = [0u8; 125];
-            let (op, len) = match got.event {
-                None => {
-                    self.rx.consume(used);
-                    continue;
-                }
+            match got.event {
                 Some(Incoming::Chunk(c)) => {
                     // The piece is in the receive buffer, or all of the inflater's output (an
                     // empty piece is taken as the latter: nothing to point at).
@@ -535,37 +597,35 @@ impl Conn {
                     self.rx.consume(used);
                     return Ok(piece);
                 }
-                // Streaming is on: messages come as chunks.
-                Some(Incoming::Message(_) | Incoming::Assembled(_)) => {
+                // A message started by a whole read (`read`) that a deadline cut ends the way it
+                // started; `close` and `close_read` read past it.
+                None | Some(Incoming::Message(_) | Incoming::Assembled(_)) => {
                     self.rx.consume(used);
-                    continue;
                 }
-                Some(Incoming::Ping(p)) => {
-                    control[..p.len()].copy_from_slice(p);
-                    (0, p.len())
-                }
-                Some(Incoming::Pong(p)) => {
-                    control[..p.len()].copy_from_slice(p);
-                    (1, p.len())
-                }
-                Some(Incoming::Close(c)) => {
-                    let closed = CloseError {
-                        code: c.code,
-                        reason: c.reason.to_owned(),
-                    };
+                Some(other) => {
+                    let control = Control::of(other);
                     self.rx.consume(used);
-                    return Err(self.peer_closed(closed));
+                    if let Some(c) = control {
+                        self.on_control(c)?;
+                    }
                 }
-            };
-            self.rx.consume(used);
-            let payload = &control[..len];
-            if op == 0 {
+            }
+        }
+    }
+
+    /// A control frame: a ping is answered, a pong noted, a close answered and the end.
+    fn on_control(&mut self, control: Control) -> Result<(), Error> {
+        match control {
+            Control::Ping(buf, len) => {
+                let payload = &buf[..len];
                 // Answer unless our close is out (then no more frames may be sent).
                 self.writer.shared.answer_ping(payload);
                 if let Some(f) = &mut self.on_ping {
                     f(payload);
                 }
-            } else {
+            }
+            Control::Pong(buf, len) => {
+                let payload = &buf[..len];
                 if let Ok(seq) = <[u8; 8]>::try_from(payload) {
                     let mut peer = lock(&self.writer.shared.peer);
                     peer.pong_seen = peer.pong_seen.max(u64::from_be_bytes(seq));
@@ -576,7 +636,9 @@ impl Conn {
                     f(payload);
                 }
             }
+            Control::Close(closed) => return Err(self.peer_closed(closed)),
         }
+        Ok(())
     }
 
     fn fill(&mut self) -> Result<(), Error> {

@@ -83,8 +83,11 @@ pub trait Handler: 'static {
         let _ = (ws, payload);
     }
 
-    /// The connection is gone. `code` is the peer's close code (`None` with no code, and
-    /// [`CloseCode::ABNORMAL`] when the connection dropped without a close frame).
+    /// The connection is gone. `code` is the peer's close code when its close frame arrived
+    /// (`None` for a close frame without one); when it did not, the code of the close frame
+    /// this end sent (a protocol error's 1002/1007/1009, 1001 at shutdown, 1008 for a slow
+    /// peer, the handler's own), and [`CloseCode::ABNORMAL`] (1006) when the connection
+    /// dropped with no close frame either way.
     fn on_close(&mut self, id: ConnId, code: Option<CloseCode>, reason: &str) {
         let _ = (id, code, reason);
     }

@@ -316,3 +316,33 @@ fn outbound_connections_refuse_the_upgrades_own_headers_like_dial() {
     server.shutdown();
     server.join().unwrap();
 }
+
+/// Reports every `on_close` code.
+struct CloseRecorder(mpsc::Sender<Option<CloseCode>>);
+
+impl Handler for CloseRecorder {
+    fn on_close(&mut self, _: sockeye_server::ConnId, code: Option<CloseCode>, _: &str) {
+        let _ = self.0.send(code);
+    }
+}
+
+#[test]
+fn on_close_reports_our_code_when_we_failed_the_connection() {
+    // 444a203 reported 1006 here: the server closes the socket right after its 1009, so the
+    // peer's answer never arrives.
+    let (tx, rx) = mpsc::channel();
+    let server = Server::start(config().max_message(100), move |_| {
+        CloseRecorder(tx.clone())
+    })
+    .unwrap();
+    let mut c = dial(server.local_addr());
+    c.write_binary(&[0; 200]).unwrap();
+    match c.read() {
+        Err(Error::Closed(e)) => assert_eq!(e.code, Some(CloseCode::MESSAGE_TOO_BIG)),
+        other => panic!("expected 1009, got {other:?}"),
+    }
+    let code = rx.recv_timeout(Duration::from_secs(10)).expect("on_close");
+    assert_eq!(code, Some(CloseCode::MESSAGE_TOO_BIG));
+    server.shutdown();
+    server.join().unwrap();
+}

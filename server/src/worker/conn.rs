@@ -105,6 +105,9 @@ pub(crate) struct Conn {
     pub(crate) outbound: bool,
     /// Index + 1 into the configured subprotocols (0: none).
     pub(super) proto: u8,
+    /// The code of the close frame we sent, if we closed first (0: none); what `on_close`
+    /// reports when the peer's close never comes (a failed connection, a close timeout).
+    pub(super) sent_code: u16,
     /// Position in its room's local member list + 1 (0: in no room).
     pub(super) sub: u32,
     /// The room's id (when `sub != 0`).
@@ -144,6 +147,7 @@ impl Conn {
             connect_armed: false,
             outbound,
             proto: 0,
+            sent_code: 0,
             sub: 0,
             room: 0,
             last_rx: now,

@@ -507,7 +507,13 @@ impl<H: Handler> Worker<H> {
         }
         let mut conn = self.slab.remove(id.slot).expect("present");
         WorkerStats::sub(&self.io.stats().read_buffer_bytes, conn.input_bytes());
-        self.notify_close(id.slot, &mut conn, Some(CloseCode::ABNORMAL), "");
+        // The socket is gone without the peer's close frame: our own close code if we sent
+        // one (e.g. 1009 after a limit, 1001 at shutdown), else 1006.
+        let code = match conn.sent_code {
+            0 => CloseCode::ABNORMAL,
+            sent => CloseCode(sent),
+        };
+        self.notify_close(id.slot, &mut conn, Some(code), "");
         if let Some(mut c) = conn.deflate.take() {
             self.io.deflate.release(&mut c);
         }

@@ -225,6 +225,7 @@ impl Io {
         };
         let slot = crate::hub::close_slot(close.code.map(u16::from));
         WorkerStats::add(&self.stats().close_sent[slot], 1);
+        conn.sent_code = close.code.map_or(0, u16::from);
         conn.output().staged.extend_from_slice(&frame[..n]);
         conn.state = State::Closing;
         self.mark_dirty(id, conn);

@@ -3,8 +3,10 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::{Bytes, BytesMut};
-use sockeye_codec::{Close, CloseCode, EncodeError, Header, OpCode, apply_mask};
+use bytes::Bytes;
+use sockeye_codec::{Close, CloseCode, EncodeError, OpCode};
+
+use crate::frames::frame;
 
 use crate::worker::{Conn, ConnId, Io};
 
@@ -128,43 +130,6 @@ impl PreparedMessage {
     /// Bytes on the wire (header and payload).
     pub fn wire_len(&self) -> usize {
         self.0.len()
-    }
-}
-
-/// One unmasked server frame in a new buffer.
-pub(crate) fn frame(op: OpCode, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(payload.len() + 10);
-    put_frame(&mut out, op, payload);
-    out.freeze()
-}
-
-/// Appends one unmasked server frame to `out`.
-pub(crate) fn put_frame(out: &mut BytesMut, op: OpCode, payload: &[u8]) {
-    put_header(out, op, payload.len());
-    out.extend_from_slice(payload);
-}
-
-/// Appends the header of an unmasked server frame with a `len`-byte payload to `out`.
-pub(crate) fn put_header(out: &mut BytesMut, op: OpCode, len: usize) {
-    put_encoded_header(out, &Header::new(op, len as u64));
-}
-
-/// Appends `header`, encoded, to `out`.
-pub(crate) fn put_encoded_header(out: &mut BytesMut, header: &Header) {
-    let mut buf = [0u8; 14];
-    let n = header.encode(&mut buf).expect("14 bytes hold any header");
-    out.extend_from_slice(&buf[..n]);
-}
-
-/// Appends a frame with `header` (whose length is `payload`'s) and `payload`, masked in place
-/// in `out` when the header carries a key.
-pub(crate) fn put_frame_with(out: &mut BytesMut, header: &Header, payload: &[u8]) {
-    debug_assert_eq!(header.payload_len, payload.len() as u64);
-    put_encoded_header(out, header);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(key) = header.mask {
-        apply_mask(&mut out[start..], key, 0);
     }
 }
 

@@ -34,6 +34,7 @@ mod cluster;
 mod compress;
 mod config;
 mod connect;
+mod frames;
 mod handler;
 mod handlers;
 mod http;

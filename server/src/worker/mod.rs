@@ -31,9 +31,10 @@ use sockeye_codec::{Close, CloseCode, Header, OpCode, Role, Status, apply_mask};
 
 use crate::compress::{ConnDeflate, Deflater};
 use crate::config::{Config, SlowPolicy};
-use crate::handler::{
-    Handler, SendStatus, WebSocket, put_encoded_header, put_frame, put_frame_with, put_header,
+use crate::frames::{
+    masked_header, put_encoded_header, put_frame, put_frame_with, put_header, put_masked_frame,
 };
+use crate::handler::{Handler, SendStatus, WebSocket};
 use crate::hub::{Hub, Inbox, JoinError, Refusal, RoomKey, WorkerStats};
 use crate::masks::MaskKeys;
 use crate::ring::{BufRing, Completion, Op, RecvBuf, Ring, SendQueue};

@@ -265,16 +265,3 @@ impl Io {
         (!self.request.is_empty()).then_some(&self.request[..])
     }
 }
-
-/// Appends a masked frame: the header with `key`, then `payload` masked in place in `out`.
-pub(super) fn put_masked_frame(out: &mut BytesMut, op: OpCode, payload: &[u8], key: [u8; 4]) {
-    put_frame_with(out, &masked_header(op, payload.len(), key), payload);
-}
-
-/// The header of a masked client frame with a `len`-byte payload.
-pub(super) fn masked_header(op: OpCode, len: usize, key: [u8; 4]) -> Header {
-    Header {
-        mask: Some(key),
-        ..Header::new(op, len as u64)
-    }
-}

@@ -1,5 +1,6 @@
 //! How a message flows from received bytes to the handler: bytes are fed through the session's
-//! receiver, and each event reaches the handler through a callback that catches panics.
+//! receiver and each event goes to the handler (`Worker::on_bytes` catches a panic for the
+//! whole dispatch of one receive); the panic guards for callbacks made elsewhere.
 
 use super::*;
 

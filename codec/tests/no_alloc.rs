@@ -176,3 +176,46 @@ fn masking_utf8_encoding_and_handshakes_allocate_nothing() {
     });
     assert_eq!(n, 0);
 }
+
+/// The session's receiver on messages that each sit whole in the buffer: lent, never copied or
+/// allocated for, text included (as `&str`); control frames too.
+#[test]
+fn the_session_receiver_lends_whole_messages_without_allocating() {
+    use sockeye_codec::session::{Incoming, Message, Receiver};
+    let key = Some([1, 2, 3, 4]);
+    let mut w = vec![0u8; 4096];
+    let mut n = 0;
+    for i in 0..20u8 {
+        n += encode_frame(&mut w[n..], OpCode::Text, true, key, "κόσμε".as_bytes()).unwrap();
+        n += encode_frame(&mut w[n..], OpCode::Binary, true, key, &[i; 100]).unwrap();
+        n += encode_frame(&mut w[n..], OpCode::Ping, true, key, b"p").unwrap();
+    }
+    w.truncate(n);
+    let mut rx = Receiver::new(Role::Server, Config::default());
+    let mut scratch = Vec::new();
+    let (mut texts, mut binaries, mut pings) = (0, 0, 0);
+    let allocated = allocations(|| {
+        let mut start = 0;
+        loop {
+            let got = rx.receive(&mut w[start..], &mut scratch, None).unwrap();
+            if got.needs_more() {
+                break;
+            }
+            start += got.consumed;
+            match got.event {
+                Some(Incoming::Message(Message::Text(t))) => {
+                    assert_eq!(t, "κόσμε");
+                    texts += 1;
+                }
+                Some(Incoming::Message(Message::Binary(b))) => {
+                    assert_eq!(b.len(), 100);
+                    binaries += 1;
+                }
+                Some(Incoming::Ping(_)) => pings += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+    assert_eq!(allocated, 0);
+    assert_eq!((texts, binaries, pings), (20, 20, 20));
+}

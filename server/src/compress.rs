@@ -8,7 +8,7 @@
 use sockeye_codec::deflate::{Agreement, DeflateConfig, PerMessageDeflate, Pool};
 use sockeye_codec::{Error, Role};
 
-use crate::worker::ConnId;
+use crate::id::ConnId;
 
 /// Engines kept idle per worker, per kind and window size.
 const POOL_IDLE: usize = 32;

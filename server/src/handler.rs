@@ -8,7 +8,8 @@ use sockeye_codec::{Close, CloseCode, EncodeError, OpCode};
 
 use crate::frames::frame;
 
-use crate::worker::{Conn, ConnId, Io};
+use crate::id::ConnId;
+use crate::worker::{Conn, Io};
 
 pub use sockeye_codec::session::{Chunk, Message, OwnedMessage};
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::handler::WebSocket;
-use crate::worker::ConnId;
+use crate::id::ConnId;
 
 /// Messages a worker's mailbox holds before senders start dropping (broadcast) or failing
 /// (posted tasks): memory stays bounded even when a worker is stuck.

@@ -39,6 +39,7 @@ mod handler;
 mod handlers;
 mod http;
 mod hub;
+mod id;
 mod masks;
 mod ring;
 mod timer;
@@ -57,9 +58,9 @@ pub use connect::Connect;
 pub use handler::{Chunk, Handler, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket};
 pub use handlers::{Broadcast, Echo, join_path};
 pub use hub::{CLOSE_SLOTS, JoinError, Poster, Refusal, WorkerStats, close_slot};
+pub use id::ConnId;
 pub use sockeye_codec::CloseCode;
 pub use sockeye_codec::deflate::DeflateConfig;
-pub use worker::ConnId;
 
 use hub::Hub;
 use worker::Worker;

@@ -36,6 +36,7 @@ use crate::frames::{
 };
 use crate::handler::{Handler, SendStatus, WebSocket};
 use crate::hub::{Hub, Inbox, JoinError, Refusal, RoomKey, WorkerStats};
+use crate::id::{ConnId, EPOCH_MASK};
 use crate::masks::MaskKeys;
 use crate::ring::{BufRing, Completion, Op, RecvBuf, Ring, SendQueue};
 use crate::timer::{TimerKind, Wheel};
@@ -58,7 +59,6 @@ use upgrade::*;
 
 pub(crate) use conn::Conn;
 pub(crate) use send::Io;
-pub use slab::ConnId;
 
 /// Length of one timer tick.
 pub(crate) const TICK: Duration = Duration::from_millis(100);

@@ -404,7 +404,11 @@ impl Receiver {
         if a.capacity() - a.len() < more {
             let arrived = a.len() + more;
             let ahead = declared.min(arrived.saturating_mul(RESERVE_AHEAD).max(RESERVE_MIN));
-            a.reserve_exact(more + ahead);
+            // Reserving ahead is speculative: if the allocator refuses it (strict overcommit,
+            // a small heap), grow by what arrived instead of aborting.
+            if a.try_reserve_exact(more + ahead).is_err() {
+                a.reserve(more);
+            }
         }
         a
     }
@@ -522,11 +526,15 @@ impl Receiver {
             return Ok(None);
         }
         self.current = None;
-        // Every piece of the message was fed to the validator in order, the last with `fin`.
-        Ok(Some(Incoming::Assembled(OwnedMessage {
-            text,
-            data: self.take_assembly(),
-        })))
+        let data = self.take_assembly();
+        // Every piece was fed to the validator as it was inflated (so invalid text fails
+        // fast), but `Inflate` is a safe trait that was handed the whole buffer: the message
+        // is checked once more as a whole before it may become a `&str`. (Only compressed
+        // text in several pieces pays this; inflating it cost far more.)
+        if text && simdutf8::basic::from_utf8(&data).is_err() {
+            return Err(Error::InvalidUtf8);
+        }
+        Ok(Some(Incoming::Assembled(OwnedMessage { text, data })))
     }
 }
 

@@ -410,3 +410,27 @@ mod deflate {
         assert_eq!(got, [Got::Error(Error::InvalidUtf8)]);
     }
 }
+
+/// An `Inflate` that breaks its contract: it rewrites what is already in the buffer.
+struct Vandal;
+
+impl Inflate for Vandal {
+    fn inflate(&mut self, input: &[u8], _: bool, out: &mut Vec<u8>, _: u64) -> Result<(), Error> {
+        if let Some(first) = out.first_mut() {
+            *first = 0xff; // no longer UTF-8
+        }
+        out.extend_from_slice(input);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_misbehaving_inflate_cannot_smuggle_invalid_text_into_a_str() {
+    // Two compressed fragments: the second call corrupts the validated first byte.
+    let mut wire = Vec::new();
+    client_frames(&mut wire, true, b"abcdef", &[3]);
+    wire[0] |= 0x40;
+    let mut rx = Receiver::new(Role::Server, Config::new().compression(true));
+    let got = drive(&mut rx, &wire, &[], Some(&mut Vandal));
+    assert_eq!(got, [Got::Error(Error::InvalidUtf8)]);
+}

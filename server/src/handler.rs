@@ -158,11 +158,13 @@ impl WebSocket<'_> {
     }
 
     /// Queues a text message.
+    #[inline]
     pub fn send_text(&mut self, text: &str) -> SendStatus {
         self.send_frame(OpCode::Text, text.as_bytes())
     }
 
     /// Queues a binary message.
+    #[inline]
     pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
         self.send_frame(OpCode::Binary, data)
     }

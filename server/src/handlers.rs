@@ -11,6 +11,7 @@ impl Handler for Echo {
     // The status needs no handling here: over the soft bound reading pauses by itself (so a
     // peer that does not read its echoes sends nothing more to echo), and over the hard bound
     // the slow policy has already been applied.
+    #[inline]
     fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
         let _ = match msg {
             Message::Text(t) => ws.send_text(t),
@@ -19,6 +20,7 @@ impl Handler for Echo {
     }
 
     /// A message assembled from several receives goes back from its own buffer, uncopied.
+    #[inline]
     fn on_message_owned(&mut self, ws: &mut WebSocket<'_>, msg: OwnedMessage) {
         let _ = ws.send_owned(msg);
     }

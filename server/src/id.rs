@@ -22,6 +22,7 @@ impl ConnId {
     }
 
     /// The connection's part of a request's user data (the ring adds the operation).
+    #[inline]
     pub(crate) fn data(self) -> u64 {
         u64::from(self.epoch & EPOCH_MASK) << 32 | u64::from(self.slot)
     }

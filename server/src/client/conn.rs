@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use sockeye_codec::deflate::{Agreement, DeflateConfig, PerMessageDeflate, Pool};
 use sockeye_codec::session::{
-    Incoming, Inflate, Inflating, Message as SessionMessage, OwnedMessage, Receiver,
+    Chunk, Incoming, Inflate, Inflating, Message as SessionMessage, OwnedMessage, Receiver,
 };
 use sockeye_codec::{CloseCode, Config, DataKind, MAX_REASON_LEN, Role};
 
@@ -120,6 +120,36 @@ pub struct Conn {
     /// The inflation of the latest compressed piece.
     inflated: Vec<u8>,
     read_limit: Option<u64>,
+}
+
+/// What [`Conn::next_data`] found.
+enum DataStep {
+    /// A piece of a streamed message.
+    Piece(Piece),
+    /// A whole message.
+    Whole(OwnedMessage),
+}
+
+/// Where a streamed piece lies: in the receive buffer (which starts at `buf_addr`), or all of
+/// the inflater's output (an empty piece is taken as the latter: nothing to point at).
+fn piece(c: &Chunk<'_>, buf_addr: usize) -> Piece {
+    let addr = c.data.as_ptr() as usize;
+    let in_rx = !c.data.is_empty() && (buf_addr..buf_addr + RECV_BUF).contains(&addr);
+    let (inflated, start) = match in_rx {
+        true => (false, addr - buf_addr),
+        false => (true, 0),
+    };
+    Piece {
+        kind: if c.text {
+            DataKind::Text
+        } else {
+            DataKind::Binary
+        },
+        start,
+        end: start + c.data.len(),
+        message_fin: c.last,
+        inflated,
+    }
 }
 
 /// A control frame, copied out of the receive buffer (≤125 bytes) so the connection can act
@@ -317,47 +347,8 @@ impl Conn {
             // A streamed message (`read_stream`) is half read.
             return Err(Error::MessageInProgress);
         }
-        self.session.set_streaming(false);
         loop {
-            if let Some(ended) = &self.ended {
-                return Err(ended.error());
-            }
-            let base = self.rx.start;
-            let pending = &mut self.rx.buf[base..self.rx.end];
-            let mut inflating = self.deflate.as_mut().map(|d| Inflating {
-                state: &mut d.0,
-                pool: &mut d.1,
-            });
-            let inflate = inflating.as_mut().map(|i| i as &mut dyn Inflate);
-            let got = match self.session.receive(pending, &mut self.inflated, inflate) {
-                Ok(got) if got.needs_more() => {
-                    self.fill()?;
-                    continue;
-                }
-                Ok(got) => got,
-                Err(e) => return Err(self.fail(e)),
-            };
-            let used = got.consumed;
-            let message = match got.event {
-                Some(Incoming::Message(SessionMessage::Text(t))) => {
-                    Some(OwnedMessage::text(t.to_owned()))
-                }
-                Some(Incoming::Message(SessionMessage::Binary(b))) => {
-                    Some(OwnedMessage::binary(b.to_vec()))
-                }
-                Some(Incoming::Assembled(m)) => Some(m),
-                Some(other) => {
-                    let control = Control::of(other);
-                    self.rx.consume(used);
-                    if let Some(c) = control {
-                        self.on_control(c)?;
-                    }
-                    continue;
-                }
-                None => None,
-            };
-            self.rx.consume(used);
-            if let Some(m) = message {
+            if let DataStep::Whole(m) = self.next_data(true)? {
                 return Ok(m);
             }
         }
@@ -550,7 +541,19 @@ impl Conn {
     /// way. The piece's bytes are consumed from the receive buffer but stay in it (or, inflated,
     /// in the inflater's output) until the next fill.
     fn next_piece(&mut self) -> Result<Piece, Error> {
-        self.session.set_streaming(true);
+        loop {
+            if let DataStep::Piece(p) = self.next_data(false)? {
+                return Ok(p);
+            }
+        }
+    }
+
+    /// Decodes until there is data to hand out, whole messages (`whole`) or streamed pieces,
+    /// filling the receive buffer as needed and handling control frames on the way. Data of
+    /// the other kind (a message that began the other way and that a deadline cut) ends the way
+    /// it started and is read past: `close` and `close_read` rely on that.
+    fn next_data(&mut self, whole: bool) -> Result<DataStep, Error> {
+        self.session.set_streaming(!whole);
         loop {
             if let Some(ended) = &self.ended {
                 return Err(ended.error());
@@ -572,43 +575,28 @@ impl Conn {
                 Err(e) => return Err(self.fail(e)),
             };
             let used = got.consumed;
-            match got.event {
-                Some(Incoming::Chunk(c)) => {
-                    // The piece is in the receive buffer, or all of the inflater's output (an
-                    // empty piece is taken as the latter: nothing to point at).
-                    let addr = c.data.as_ptr() as usize;
-                    let in_rx =
-                        !c.data.is_empty() && (buf_addr..buf_addr + RECV_BUF).contains(&addr);
-                    let (inflated, start) = match in_rx {
-                        true => (false, addr - buf_addr),
-                        false => (true, 0),
-                    };
-                    let piece = Piece {
-                        kind: if c.text {
-                            DataKind::Text
-                        } else {
-                            DataKind::Binary
-                        },
-                        start,
-                        end: start + c.data.len(),
-                        message_fin: c.last,
-                        inflated,
-                    };
-                    self.rx.consume(used);
-                    return Ok(piece);
+            let step = match got.event {
+                Some(Incoming::Chunk(c)) if !whole => Some(DataStep::Piece(piece(&c, buf_addr))),
+                Some(Incoming::Message(SessionMessage::Text(t))) if whole => {
+                    Some(DataStep::Whole(OwnedMessage::text(t.to_owned())))
                 }
-                // A message started by a whole read (`read`) that a deadline cut ends the way it
-                // started; `close` and `close_read` read past it.
-                None | Some(Incoming::Message(_) | Incoming::Assembled(_)) => {
-                    self.rx.consume(used);
+                Some(Incoming::Message(SessionMessage::Binary(b))) if whole => {
+                    Some(DataStep::Whole(OwnedMessage::binary(b.to_vec())))
                 }
+                Some(Incoming::Assembled(m)) if whole => Some(DataStep::Whole(m)),
                 Some(other) => {
                     let control = Control::of(other);
                     self.rx.consume(used);
                     if let Some(c) = control {
                         self.on_control(c)?;
                     }
+                    continue;
                 }
+                None => None,
+            };
+            self.rx.consume(used);
+            if let Some(step) = step {
+                return Ok(step);
             }
         }
     }

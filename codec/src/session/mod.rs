@@ -54,7 +54,9 @@
 //! assert_eq!(seen, [r#"Text("Hello")"#, "ping 0"]);
 //! ```
 
-#![allow(unsafe_code)] // only `text_unchecked`, for text this module or the decoder validated
+// `unsafe` here is only `from_utf8_unchecked` on text this module or the decoder validated,
+// allowed item by item below (the crate denies it elsewhere, as outside `mask`): the `&str`
+// guarantee rests on the decoder's own invariants, so it can be kept only inside this crate.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -130,6 +132,7 @@ impl OwnedMessage {
 
     /// The message, borrowed.
     #[must_use]
+    #[allow(unsafe_code)]
     pub fn as_message(&self) -> Message<'_> {
         if self.text {
             // SAFETY: `text` is set only by `OwnedMessage::text` (from a `String`) and by the
@@ -167,6 +170,7 @@ impl OwnedMessage {
 
     /// The text, with its buffer; `None` for a binary message.
     #[must_use]
+    #[allow(unsafe_code)]
     pub fn into_text(self) -> Option<String> {
         // SAFETY: as in `as_message`: a text message's bytes are valid UTF-8.
         self.text
@@ -420,6 +424,7 @@ impl Receiver {
 
     /// An uncompressed piece: lent, streamed, or collected.
     #[inline]
+    #[allow(unsafe_code)]
     fn plain<'a>(&mut self, d: Data<'a>) -> Option<Incoming<'a>> {
         let text = d.kind == DataKind::Text;
         let fin = d.message_fin;
@@ -467,6 +472,7 @@ impl Receiver {
 
     /// A compressed piece: inflated into `scratch` (streamed, or a message in one piece) or
     /// into the assembly.
+    #[allow(unsafe_code)]
     fn inflated<'a>(
         &mut self,
         d: Data<'_>,
@@ -542,6 +548,7 @@ impl Receiver {
 ///
 /// # Safety
 /// `bytes` must be valid UTF-8.
+#[allow(unsafe_code)]
 unsafe fn text_unchecked(bytes: &[u8]) -> &str {
     debug_assert!(core::str::from_utf8(bytes).is_ok());
     // SAFETY: forwarded to the caller.

@@ -1,4 +1,4 @@
-//! Inflating a received compressed message (RFC 7692 §7.2.2) from arbitrary bytes, whole and in
+//! Deflating a received compressed message (RFC 7692 §7.2.2) from arbitrary bytes, whole and in
 //! two pieces, under a 64 KiB limit.
 //!
 //! Oracle: no panic; the output never exceeds the limit; an error is bad data (1007) or the

@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sockeye_codec::deflate::{DeflateConfig, PerMessageDeflate, Pool, negotiate};
-use sockeye_codec::session::{Incoming, Inflate, Inflating, Message, Receiver};
+use sockeye_codec::session::{Incoming, Inflate, Deflating, Message, Receiver};
 use sockeye_codec::{Config, Role};
 
 fuzz_target!(|data: &[u8]| {
@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
                 rx.set_streaming(streaming);
             }
             let have = buf.len();
-            let mut inf = Inflating {
+            let mut inf = Deflating {
                 state: &mut pmd,
                 pool: &mut pool,
             };

@@ -67,6 +67,14 @@ use crate::decoder::{Config, Data, DataKind, Decoder, Event, Role};
 use crate::error::Error;
 use crate::frame::Status;
 
+mod clock;
+mod endpoint;
+mod send;
+
+pub use clock::{Clock, Due, Timeouts};
+pub use endpoint::{Deflate, Ended, Initiator, Session};
+pub use send::{Compress, Fragment, Link, MaskKeys, Outgoing, SendError, Sender};
+
 /// A whole received message, borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -234,7 +242,7 @@ impl Received<'_> {
 }
 
 /// Inflates the pieces of compressed messages for a [`Receiver`]; the driver implements it
-/// over its permessage-deflate state and engine pool (`deflate::Inflating` does, with the
+/// over its permessage-deflate state and engine pool (`Deflating` does, with the
 /// `deflate` feature).
 pub trait Inflate {
     /// Appends the inflation of `input`, a piece of a compressed message (`fin`: its last), to
@@ -555,9 +563,10 @@ unsafe fn text_unchecked(bytes: &[u8]) -> &str {
     unsafe { core::str::from_utf8_unchecked(bytes) }
 }
 
-/// [`Inflate`] over permessage-deflate state and an engine pool.
+/// [`Inflate`] and [`Compress`] over a connection's permessage-deflate state and an engine
+/// pool (both directions of one connection; the pool may serve many).
 #[cfg(feature = "deflate")]
-pub struct Inflating<'p> {
+pub struct Deflating<'p> {
     /// The connection's compression state.
     pub state: &'p mut crate::deflate::PerMessageDeflate,
     /// The engines.
@@ -565,7 +574,7 @@ pub struct Inflating<'p> {
 }
 
 #[cfg(feature = "deflate")]
-impl Inflate for Inflating<'_> {
+impl Inflate for Deflating<'_> {
     fn inflate(
         &mut self,
         input: &[u8],
@@ -577,5 +586,19 @@ impl Inflate for Inflating<'_> {
     }
 }
 
+#[cfg(feature = "deflate")]
+impl Compress for Deflating<'_> {
+    fn wants(&self, len: usize) -> bool {
+        self.state.should_compress(len)
+    }
+
+    fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        self.state.compress(payload, out, self.pool);
+    }
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod pair_tests;

@@ -364,7 +364,7 @@ mod deflate {
             let wire = compressed(&mut client, &mut pool, true, text.as_bytes(), &frags);
             let mut rx = Receiver::new(Role::Server, Config::new().compression(true));
             rx.set_streaming(streaming);
-            let mut inf = Inflating {
+            let mut inf = Deflating {
                 state: &mut server_pmd,
                 pool: &mut pool,
             };
@@ -392,7 +392,7 @@ mod deflate {
             Role::Server,
             Config::new().compression(true).max_message(5000),
         );
-        let mut inf = Inflating {
+        let mut inf = Deflating {
             state: &mut server_pmd,
             pool: &mut pool,
         };
@@ -402,7 +402,7 @@ mod deflate {
         let (mut client, mut server_pmd) = pair();
         let wire = compressed(&mut client, &mut pool, true, &[b'x', 0xc3, 0x28], &[]);
         let mut rx = Receiver::new(Role::Server, Config::new().compression(true));
-        let mut inf = Inflating {
+        let mut inf = Deflating {
             state: &mut server_pmd,
             pool: &mut pool,
         };

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use sockeye_codec::deflate::{Agreement, DeflateConfig, PerMessageDeflate, Pool};
 use sockeye_codec::session::{
-    Chunk, Incoming, Inflate, Inflating, Message as SessionMessage, OwnedMessage, Receiver,
+    Chunk, Deflating, Incoming, Inflate, Message as SessionMessage, OwnedMessage, Receiver,
 };
 use sockeye_codec::{CloseCode, Config, DataKind, MAX_REASON_LEN, Role};
 
@@ -561,7 +561,7 @@ impl Conn {
             let base = self.rx.start;
             let buf_addr = self.rx.buf.as_ptr() as usize;
             let pending = &mut self.rx.buf[base..self.rx.end];
-            let mut inflating = self.deflate.as_mut().map(|d| Inflating {
+            let mut inflating = self.deflate.as_mut().map(|d| Deflating {
                 state: &mut d.0,
                 pool: &mut d.1,
             });

@@ -1,0 +1,416 @@
+//! [`Session`]: the receiver, the sender, the clock and the output queue of one connection in
+//! one value, for a driver that owns a connection from one place (the in-memory pair, a
+//! single-task async driver). Drivers that split a connection (the blocking client's reader
+//! and writers, the io_uring worker with its lazily allocated buffers) use the parts, and the
+//! same reactions ([`Sender::respond`], [`Clock`]).
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use bytes::Bytes;
+
+use super::{
+    Clock, Compress, Due, Fragment, Incoming, Inflate, Link, MaskKeys, Outgoing, Received,
+    Receiver, SendError, Sender, Timeouts,
+};
+use crate::close::CloseCode;
+use crate::decoder::{Config, DataKind, Role};
+use crate::error::Error;
+
+/// permessage-deflate's engines for both directions (`Deflating` implements it).
+pub trait Deflate: Inflate + Compress {}
+
+impl<T: Inflate + Compress + ?Sized> Deflate for T {}
+
+/// Who started the close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initiator {
+    /// We did: the application's close, a limit, a protocol error, a timeout.
+    Local,
+    /// The peer's close frame came first.
+    Remote,
+}
+
+/// How a connection ended, as it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The close code that ended it: the peer's if its close came first, ours if we closed
+    /// first (e.g. 1009 after a limit, 1001 after an idle timeout); `None` for a close frame
+    /// without a code.
+    pub code: Option<CloseCode>,
+    /// The reason that went with it.
+    pub reason: String,
+    /// Who started the close.
+    pub by: Initiator,
+    /// Both close frames were exchanged (false: our close timed out, or the transport ended
+    /// first).
+    pub clean: bool,
+}
+
+impl Sender {
+    /// What the protocol answers to a received event, queued on `link`: a pong for a ping
+    /// (RFC 6455 §5.5.2; none once our close is out) and our close for the peer's (§5.5.1;
+    /// none if we closed first). Returns whether a frame was queued.
+    pub fn respond(&mut self, link: &mut Link<'_>, event: &Incoming<'_>) -> bool {
+        match event {
+            Incoming::Ping(p) => self.pong(link, p).is_ok(),
+            Incoming::Close(c) => self.answer_close(link, c.code).unwrap_or(false),
+            _ => false,
+        }
+    }
+}
+
+/// One connection's whole protocol: bytes in ([`Session::receive`]), commands in (send, ping,
+/// close), frames out ([`Session::outgoing`]), the time passed in and the next deadline out
+/// ([`Session::poll_timeout`], [`Session::on_timeout`]).
+///
+/// ```
+/// use core::time::Duration;
+/// use sockeye_codec::session::{Incoming, Message, Session, Timeouts};
+/// use sockeye_codec::{Config, DataKind, Role};
+///
+/// struct Keys(u32);
+/// impl sockeye_codec::session::MaskKeys for Keys {
+///     fn next_key(&mut self) -> [u8; 4] {
+///         self.0 = self.0.wrapping_mul(2654435761).wrapping_add(1); // a test's keys only
+///         self.0.to_be_bytes()
+///     }
+/// }
+///
+/// let now = Duration::ZERO;
+/// let mut client = Session::new(Role::Client, Config::default(), Timeouts::default(), now);
+/// client.set_keys(Box::new(Keys(7)));
+/// let mut server = Session::new(Role::Server, Config::default(), Timeouts::default(), now);
+///
+/// client.send(DataKind::Text, b"hello", None).unwrap();
+/// let mut wire: Vec<u8> = client.take_output();
+/// let mut scratch = Vec::new();
+/// let got = server.receive(&mut wire, &mut scratch, None, now).unwrap();
+/// assert_eq!(got.event, Some(Incoming::Message(Message::Text("hello"))));
+/// ```
+pub struct Session {
+    rx: Receiver,
+    tx: Sender,
+    clock: Clock,
+    timeouts: Timeouts,
+    out: Outgoing,
+    bound: usize,
+    keys: Option<Box<dyn MaskKeys + Send>>,
+    scratch: Vec<u8>,
+    /// Our close: its code and reason, while the peer's has not come.
+    ours: Option<(Option<CloseCode>, String)>,
+    ended: Option<Ended>,
+}
+
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("rx", &self.rx)
+            .field("tx", &self.tx)
+            .field("clock", &self.clock)
+            .field("queued", &self.out.queued())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session for an endpoint of `role` whose handshake completed at `now`. The client role
+    /// needs masking keys ([`Session::set_keys`]) before it sends.
+    #[must_use]
+    pub fn new(role: Role, config: Config, timeouts: Timeouts, now: Duration) -> Self {
+        Session {
+            rx: Receiver::new(role, config),
+            tx: Sender::new(role),
+            clock: Clock::new(now),
+            timeouts,
+            out: Outgoing::new(),
+            bound: usize::MAX,
+            keys: None,
+            scratch: Vec::new(),
+            ours: None,
+            ended: None,
+        }
+    }
+
+    /// The source of masking keys (the client role).
+    pub fn set_keys(&mut self, keys: Box<dyn MaskKeys + Send>) {
+        self.keys = Some(keys);
+    }
+
+    /// The hard bound on queued output (see [`Link::bound`]).
+    pub fn set_send_bound(&mut self, bound: usize) {
+        self.bound = bound;
+    }
+
+    /// The receiving half (streaming choice, limits).
+    pub fn receiver(&mut self) -> &mut Receiver {
+        &mut self.rx
+    }
+
+    /// The sending half's state.
+    #[must_use]
+    pub fn sender(&self) -> &Sender {
+        &self.tx
+    }
+
+    /// How the connection ended, once it has (`None` while it is open or closing).
+    #[must_use]
+    pub fn ended(&self) -> Option<&Ended> {
+        self.ended.as_ref()
+    }
+
+    /// Frames to write, in order (seal, write [`Outgoing::chunks`], [`Outgoing::advance`]).
+    pub fn outgoing(&mut self) -> &mut Outgoing {
+        &mut self.out
+    }
+
+    /// Everything queued, as one buffer (for tests and simple drivers; a real driver writes
+    /// the chunks with one vectored write instead).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        self.out.seal();
+        let mut v = Vec::with_capacity(self.out.sealed());
+        for c in self.out.chunks() {
+            v.extend_from_slice(c);
+        }
+        let n = v.len();
+        self.out.advance(n);
+        v
+    }
+
+    fn link<'a>(
+        out: &'a mut Outgoing,
+        keys: &'a mut Option<Box<dyn MaskKeys + Send>>,
+        compress: Option<&'a mut dyn Compress>,
+        scratch: &'a mut Vec<u8>,
+        bound: usize,
+    ) -> Link<'a> {
+        Link {
+            out,
+            keys: keys.as_deref_mut().map(|k| k as &mut dyn MaskKeys),
+            compress,
+            bound,
+            scratch: Some(scratch),
+        }
+    }
+
+    /// Decodes one frame (or the part of one that arrived) from the front of `buf`, like
+    /// [`Receiver::receive`], and does what the protocol asks: answers pings, answers the
+    /// peer's close, drops data that arrives after our close, fails the connection with the
+    /// error's close code on a protocol error (the error is returned too).
+    pub fn receive<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+        deflate: Option<&mut dyn Deflate>,
+        now: Duration,
+    ) -> Result<Received<'a>, Error> {
+        if !buf.is_empty() {
+            self.clock.received(now);
+        }
+        // Answers are control frames, never compressed: only the inflating half is needed.
+        let inflate = deflate.map(|d| d as &mut dyn Inflate);
+        let mut got = match self.rx.receive(buf, scratch, inflate) {
+            Ok(got) => got,
+            Err(e) => {
+                let mut link = Self::link(
+                    &mut self.out,
+                    &mut self.keys,
+                    None,
+                    &mut self.scratch,
+                    self.bound,
+                );
+                if self
+                    .tx
+                    .close(&mut link, Some(e.close_code()), "")
+                    .unwrap_or(false)
+                {
+                    self.ours = Some((Some(e.close_code()), String::new()));
+                    self.clock.closing(now);
+                }
+                return Err(e);
+            }
+        };
+        let Some(event) = &got.event else {
+            return Ok(got);
+        };
+        match event {
+            Incoming::Ping(_) | Incoming::Close(_) => {
+                let mut link = Self::link(
+                    &mut self.out,
+                    &mut self.keys,
+                    None,
+                    &mut self.scratch,
+                    self.bound,
+                );
+                self.tx.respond(&mut link, event);
+                if let Incoming::Close(c) = event {
+                    self.ended = Some(match self.ours.take() {
+                        Some((code, reason)) => Ended {
+                            code,
+                            reason,
+                            by: Initiator::Local,
+                            clean: true,
+                        },
+                        None => Ended {
+                            code: c.code,
+                            reason: c.reason.into(),
+                            by: Initiator::Remote,
+                            clean: true,
+                        },
+                    });
+                    self.clock.finish();
+                }
+            }
+            Incoming::Pong(_) => {}
+            Incoming::Message(_) | Incoming::Assembled(_) | Incoming::Chunk(_) => {
+                if self.tx.close_sent() {
+                    // After our close the peer's data is read and dropped (§1.4).
+                    got.event = None;
+                }
+            }
+        }
+        Ok(got)
+    }
+
+    /// Queues a whole message (see [`Sender::send`]).
+    pub fn send(
+        &mut self,
+        kind: DataKind,
+        payload: &[u8],
+        compress: Option<&mut dyn Compress>,
+    ) -> Result<(), SendError> {
+        let mut link = Self::link(
+            &mut self.out,
+            &mut self.keys,
+            compress.map(|c| c as &mut dyn Compress),
+            &mut self.scratch,
+            self.bound,
+        );
+        self.tx.send(&mut link, kind, payload)
+    }
+
+    /// Queues a whole message from its own buffer (see [`Sender::send_owned`]).
+    pub fn send_owned(
+        &mut self,
+        kind: DataKind,
+        payload: Vec<u8>,
+        compress: Option<&mut dyn Compress>,
+    ) -> Result<(), SendError> {
+        let mut link = Self::link(
+            &mut self.out,
+            &mut self.keys,
+            compress.map(|c| c as &mut dyn Compress),
+            &mut self.scratch,
+            self.bound,
+        );
+        self.tx.send_owned(&mut link, kind, payload)
+    }
+
+    /// Queues a prepared frame (see [`Sender::send_prepared`]).
+    pub fn send_prepared(&mut self, frame: Bytes) -> Result<(), SendError> {
+        let mut link = Self::link(
+            &mut self.out,
+            &mut self.keys,
+            None,
+            &mut self.scratch,
+            self.bound,
+        );
+        self.tx.send_prepared(&mut link, frame)
+    }
+
+    /// Queues a fragment of a streamed message (see [`Sender::fragment`]).
+    pub fn fragment(&mut self, fragment: Fragment, payload: &[u8]) -> Result<(), SendError> {
+        let mut link = Self::link(
+            &mut self.out,
+            &mut self.keys,
+            None,
+            &mut self.scratch,
+            self.bound,
+        );
+        self.tx.fragment(&mut link, fragment, payload)
+    }
+
+    /// Queues a ping.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        let mut link = Self::link(
+            &mut self.out,
+            &mut self.keys,
+            None,
+            &mut self.scratch,
+            self.bound,
+        );
+        self.tx.ping(&mut link, payload)
+    }
+
+    /// Queues our close frame at `now` (see [`Sender::close`]); the close deadline starts.
+    pub fn close(
+        &mut self,
+        code: Option<CloseCode>,
+        reason: &str,
+        now: Duration,
+    ) -> Result<bool, SendError> {
+        let mut link = Self::link(
+            &mut self.out,
+            &mut self.keys,
+            None,
+            &mut self.scratch,
+            self.bound,
+        );
+        let sent = self.tx.close(&mut link, code, reason)?;
+        if sent {
+            self.ours = Some((code, reason.into()));
+            self.clock.closing(now);
+        }
+        Ok(sent)
+    }
+
+    /// How long from `now` until [`Session::on_timeout`] must be called; `None`: no deadline.
+    #[must_use]
+    pub fn poll_timeout(&self, now: Duration) -> Option<Duration> {
+        self.clock.poll_timeout(now, &self.timeouts)
+    }
+
+    /// Acts on a deadline that passed at `now` (a keepalive ping, the idle close with 1001,
+    /// the end of a close handshake that got no answer) and says which, so the driver can
+    /// close the transport after [`Due::CloseTimeout`].
+    pub fn on_timeout(&mut self, now: Duration) -> Option<Due> {
+        let due = self.clock.on_timeout(now, &self.timeouts)?;
+        match due {
+            Due::Ping => {
+                let _ = self.ping(b"");
+            }
+            Due::IdleClose => {
+                let _ = self.close(Some(CloseCode::GOING_AWAY), "idle timeout", now);
+                self.clock.closing(now);
+            }
+            Due::CloseTimeout => self.transport_ended(),
+        }
+        Some(due)
+    }
+
+    /// The transport ended (or is being closed) before the close handshake finished: records
+    /// how the connection ended (our close's code if we sent one, else 1006).
+    pub fn transport_ended(&mut self) {
+        self.clock.finish();
+        if self.ended.is_some() {
+            return;
+        }
+        self.ended = Some(match self.ours.take() {
+            Some((code, reason)) => Ended {
+                code,
+                reason,
+                by: Initiator::Local,
+                clean: false,
+            },
+            None => Ended {
+                code: Some(CloseCode::ABNORMAL),
+                reason: String::new(),
+                by: Initiator::Remote,
+                clean: false,
+            },
+        });
+    }
+}

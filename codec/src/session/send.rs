@@ -1,0 +1,611 @@
+//! The sending half of a connection's protocol: commands in, frames out into a queue of
+//! [`Bytes`] the driver writes (one gathered write), with a hard bound on what may wait.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::fmt;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::close::{Close, CloseCode};
+use crate::decoder::{DataKind, Role};
+use crate::error::EncodeError;
+use crate::frame::{Header, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, Status};
+use crate::mask::apply_mask;
+
+/// Frames waiting to be written, in order: small frames gathered in one staging buffer (one
+/// allocation for many), larger or shared ones as [`Bytes`] of their own.
+///
+/// A driver writes [`Outgoing::chunks`] (after [`Outgoing::seal`]) with one vectored write and
+/// reports what the transport took with [`Outgoing::advance`]. Appending never moves the bytes
+/// of frames already sealed, so a driver whose writes complete later (io_uring) may point the
+/// kernel at them while it appends more.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    staged: BytesMut,
+    frames: VecDeque<Bytes>,
+    /// Bytes of `frames[0]` already written.
+    head_offset: usize,
+    /// Unwritten bytes in `frames`.
+    sealed: usize,
+}
+
+impl Outgoing {
+    /// An empty queue (allocates nothing until a frame is queued).
+    #[must_use]
+    pub fn new() -> Self {
+        Outgoing {
+            staged: BytesMut::new(),
+            frames: VecDeque::new(),
+            head_offset: 0,
+            sealed: 0,
+        }
+    }
+
+    /// Unwritten bytes, staged or sealed.
+    #[must_use]
+    #[inline]
+    pub fn queued(&self) -> usize {
+        self.sealed + self.staged.len()
+    }
+
+    /// Whether nothing waits to be written.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.queued() == 0
+    }
+
+    /// Unwritten bytes sealed for writing (what [`Outgoing::chunks`] yields).
+    #[must_use]
+    pub fn sealed(&self) -> usize {
+        self.sealed
+    }
+
+    /// Bytes staged since the last [`Outgoing::seal`].
+    #[must_use]
+    pub fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// The staging buffer, for a driver that frames into it itself.
+    pub fn stage(&mut self) -> &mut BytesMut {
+        &mut self.staged
+    }
+
+    /// Moves the staged frames into the queue as one buffer; returns its length.
+    #[inline]
+    pub fn seal(&mut self) -> usize {
+        let n = self.staged.len();
+        if n != 0 {
+            let staged = self.staged.split().freeze();
+            self.sealed += n;
+            self.frames.push_back(staged);
+        }
+        n
+    }
+
+    /// Queues a frame (or several) of its own after whatever is staged, keeping the order.
+    #[inline]
+    pub fn push(&mut self, frame: Bytes) {
+        if frame.is_empty() {
+            return;
+        }
+        self.seal();
+        self.sealed += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// The sealed, unwritten bytes in order, as slices for one vectored write.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut skip = self.head_offset;
+        self.frames.iter().map(move |b| {
+            let part = &b[skip..];
+            skip = 0;
+            part
+        })
+    }
+
+    /// Records that the transport took the first `n` sealed bytes (at most [`Outgoing::sealed`]).
+    pub fn advance(&mut self, n: usize) {
+        let mut n = n.min(self.sealed);
+        self.sealed -= n;
+        while n > 0 {
+            let Some(head) = self.frames.front().map(|b| b.len() - self.head_offset) else {
+                break;
+            };
+            if n >= head {
+                n -= head;
+                self.frames.pop_front();
+                self.head_offset = 0;
+            } else {
+                self.head_offset += n;
+                n = 0;
+            }
+        }
+        if self.frames.is_empty() {
+            self.head_offset = 0;
+        }
+    }
+
+    /// Forgets everything queued (the connection is gone).
+    pub fn clear(&mut self) {
+        self.staged.clear();
+        self.frames.clear();
+        self.head_offset = 0;
+        self.sealed = 0;
+    }
+
+    /// Heap bytes this queue holds (its buffers' capacity, sealed frames by length).
+    #[must_use]
+    pub fn held(&self) -> usize {
+        self.staged.capacity()
+            + self.frames.capacity() * core::mem::size_of::<Bytes>()
+            + self.sealed
+    }
+
+    fn put_header(&mut self, header: &Header) {
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        // A header encodes into `MAX_HEADER_LEN` bytes whatever its fields.
+        let n = header.encode(&mut buf).unwrap_or(0);
+        self.staged.extend_from_slice(&buf[..n]);
+    }
+
+    /// Stages a frame with `header` (whose length is `payload`'s) and `payload`, masked in
+    /// place in the staging buffer when the header carries a key.
+    #[inline]
+    fn put_frame(&mut self, header: &Header, payload: &[u8]) {
+        self.staged.reserve(MAX_HEADER_LEN + payload.len());
+        self.put_header(header);
+        let start = self.staged.len();
+        self.staged.extend_from_slice(payload);
+        if let Some(key) = header.mask {
+            apply_mask(&mut self.staged[start..], key, 0);
+        }
+    }
+}
+
+/// Masking keys for the client role (RFC 6455 §5.3: a fresh, unpredictable key per frame,
+/// from a strong source of entropy). The driver owns the source: `sockeye-codec` has no
+/// randomness of its own, so that a `no_std` user can plug in their hardware's.
+pub trait MaskKeys {
+    /// The key for the next frame.
+    fn next_key(&mut self) -> [u8; 4];
+}
+
+/// Compresses whole messages for a [`Sender`] (permessage-deflate); the driver implements it
+/// over its engines (`Deflating` does, with the `deflate` feature).
+pub trait Compress {
+    /// Whether a message of `len` bytes should go out compressed.
+    fn wants(&self, len: usize) -> bool;
+    /// Appends the compressed form of the whole message `payload` to `out` (RFC 7692 §7.2.1:
+    /// without the trailing `00 00 ff ff`).
+    fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>);
+}
+
+/// What a [`Sender`] command needs of its driver for one call.
+pub struct Link<'a> {
+    /// Where frames go.
+    pub out: &'a mut Outgoing,
+    /// Masking keys: required for the client role, ignored for the server role.
+    pub keys: Option<&'a mut dyn MaskKeys>,
+    /// The compressor, when permessage-deflate was negotiated.
+    pub compress: Option<&'a mut dyn Compress>,
+    /// The hard bound on [`Outgoing::queued`]: a data message that would take the queue past
+    /// it is refused ([`SendError::Full`]), unless the queue is empty (so one message larger
+    /// than the bound can still be sent). Control frames are never refused by it.
+    pub bound: usize,
+    /// A buffer for compressed output (kept by the driver between calls).
+    pub scratch: Option<&'a mut Vec<u8>>,
+}
+
+impl fmt::Debug for Link<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("queued", &self.out.queued())
+            .field("masks", &self.keys.is_some())
+            .field("compress", &self.compress.is_some())
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Link<'a> {
+    /// A link to `out` with no bound, no compression and no masking keys (the server role).
+    pub fn new(out: &'a mut Outgoing) -> Self {
+        Link {
+            out,
+            keys: None,
+            compress: None,
+            bound: usize::MAX,
+            scratch: None,
+        }
+    }
+}
+
+/// Why a [`Sender`] refused a command. Nothing was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// Our close frame is queued: no frame may follow it (RFC 6455 §5.5.1).
+    Closed,
+    /// The data message would take the queue past its hard bound ([`Link::bound`]).
+    Full {
+        /// Bytes queued when the message was refused.
+        queued: usize,
+        /// The message's length.
+        len: usize,
+    },
+    /// A streamed message is open: whole messages wait until it is finished (or, for
+    /// [`Sender::fragment`], a fragment of another kind).
+    MessageInProgress,
+    /// A continuation fragment without a message started by [`Sender::fragment`].
+    NoMessage,
+    /// The client role needs masking keys ([`Link::keys`]).
+    NoMaskKeys,
+    /// A prepared frame that is not one whole unmasked data frame.
+    NotAFrame,
+    /// The frame cannot be encoded (a control payload over 125 bytes, a close code that may
+    /// not be sent, a reason over 123 bytes).
+    Encode(EncodeError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Closed => f.write_str("the close frame was sent; nothing may follow it"),
+            SendError::Full { queued, len } => write!(
+                f,
+                "send queue full: {len} bytes refused with {queued} bytes queued"
+            ),
+            SendError::MessageInProgress => f.write_str("a streamed message is in progress"),
+            SendError::NoMessage => f.write_str("no streamed message is in progress"),
+            SendError::NoMaskKeys => f.write_str("the client role needs masking keys"),
+            SendError::NotAFrame => f.write_str("not one whole unmasked data frame"),
+            SendError::Encode(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl core::error::Error for SendError {}
+
+impl From<EncodeError> for SendError {
+    fn from(e: EncodeError) -> Self {
+        SendError::Encode(e)
+    }
+}
+
+/// Our side of the close handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// No close frame sent.
+    Open,
+    /// Our close frame is queued, with this code (`None`: a close frame without a code).
+    Sent(Option<CloseCode>),
+}
+
+/// One fragment of a streamed message ([`Sender::fragment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment {
+    /// The message's kind (checked against the message in progress).
+    pub kind: DataKind,
+    /// The message's last fragment.
+    pub fin: bool,
+    /// The payload is already compressed (permessage-deflate's RSV1 goes on the first
+    /// fragment); the caller compressed it with its own streaming compressor.
+    pub compressed: bool,
+}
+
+/// The sending half of a connection's protocol: frames data and control messages into an
+/// [`Outgoing`] queue (masking for the client role, compressing through [`Compress`]), keeps
+/// the order RFC 6455 requires (fragments of one message not interleaved with another's,
+/// nothing after our close frame), and applies the queue's hard bound.
+///
+/// ```
+/// use sockeye_codec::session::{Link, Outgoing, Sender};
+/// use sockeye_codec::{CloseCode, DataKind, Role};
+///
+/// let mut out = Outgoing::new();
+/// let mut tx = Sender::new(Role::Server);
+/// tx.send(&mut Link::new(&mut out), DataKind::Text, b"hi").unwrap();
+/// tx.close(&mut Link::new(&mut out), Some(CloseCode::NORMAL), "bye").unwrap();
+/// assert!(tx.send(&mut Link::new(&mut out), DataKind::Text, b"late").is_err());
+/// out.seal();
+/// let wire: Vec<u8> = out.chunks().flatten().copied().collect();
+/// assert_eq!(wire, b"\x81\x02hi\x88\x05\x03\xe8bye");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sender {
+    role: Role,
+    closing: Closing,
+    /// The streamed message in progress (its first fragment is out).
+    streaming: Option<DataKind>,
+}
+
+impl Sender {
+    /// A sender for an endpoint of `role`.
+    #[must_use]
+    pub const fn new(role: Role) -> Self {
+        Sender {
+            role,
+            closing: Closing::Open,
+            streaming: None,
+        }
+    }
+
+    /// Whether our close frame is queued.
+    #[must_use]
+    pub const fn close_sent(&self) -> bool {
+        matches!(self.closing, Closing::Sent(_))
+    }
+
+    /// The code of the close frame we sent, if we sent one (`Some(None)`: one without a code).
+    #[must_use]
+    pub const fn sent_code(&self) -> Option<Option<CloseCode>> {
+        match self.closing {
+            Closing::Open => None,
+            Closing::Sent(code) => Some(code),
+        }
+    }
+
+    /// Whether a streamed message is open.
+    #[must_use]
+    pub const fn in_message(&self) -> bool {
+        self.streaming.is_some()
+    }
+
+    fn key(&self, link: &mut Link<'_>) -> Result<Option<[u8; 4]>, SendError> {
+        match self.role {
+            Role::Server => Ok(None),
+            Role::Client => match link.keys.as_deref_mut() {
+                Some(k) => Ok(Some(k.next_key())),
+                None => Err(SendError::NoMaskKeys),
+            },
+        }
+    }
+
+    /// Refuses a data message of `len` bytes that may not be queued now.
+    #[inline]
+    fn admit(&self, link: &Link<'_>, len: usize) -> Result<(), SendError> {
+        if self.close_sent() {
+            return Err(SendError::Closed);
+        }
+        if self.streaming.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
+        let queued = link.out.queued();
+        if queued != 0 && queued.saturating_add(len) > link.bound {
+            return Err(SendError::Full { queued, len });
+        }
+        Ok(())
+    }
+
+    /// Queues a whole message of `kind` (copied into the queue; compressed if the compressor
+    /// wants it). Text must be valid UTF-8: the caller's `&str` or checked bytes.
+    #[inline]
+    pub fn send(
+        &mut self,
+        link: &mut Link<'_>,
+        kind: DataKind,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        self.admit(link, payload.len())?;
+        let op = opcode(kind);
+        if let Some(c) = link.compress.as_deref_mut()
+            && c.wants(payload.len())
+        {
+            return self.send_compressed(link, op, payload);
+        }
+        let header = Header {
+            mask: self.key(link)?,
+            ..Header::new(op, payload.len() as u64)
+        };
+        link.out.put_frame(&header, payload);
+        Ok(())
+    }
+
+    fn send_compressed(
+        &mut self,
+        link: &mut Link<'_>,
+        op: OpCode,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let mask = self.key(link)?;
+        let mut own = Vec::new();
+        let buf = match link.scratch.as_deref_mut() {
+            Some(s) => s,
+            None => &mut own,
+        };
+        buf.clear();
+        if let Some(c) = link.compress.as_deref_mut() {
+            c.compress(payload, buf);
+        }
+        let header = Header {
+            rsv1: true,
+            mask,
+            ..Header::new(op, buf.len() as u64)
+        };
+        link.out.put_frame(&header, buf);
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Queues a whole message of `kind` from its own buffer: only the header is written (the
+    /// client role masks `payload` in place), unless it goes out compressed.
+    pub fn send_owned(
+        &mut self,
+        link: &mut Link<'_>,
+        kind: DataKind,
+        mut payload: Vec<u8>,
+    ) -> Result<(), SendError> {
+        self.admit(link, payload.len())?;
+        let op = opcode(kind);
+        if let Some(c) = link.compress.as_deref_mut()
+            && c.wants(payload.len())
+        {
+            return self.send_compressed(link, op, &payload);
+        }
+        let mask = self.key(link)?;
+        if let Some(key) = mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        link.out.put_header(&Header {
+            mask,
+            ..Header::new(op, payload.len() as u64)
+        });
+        link.out.push(Bytes::from(payload));
+        Ok(())
+    }
+
+    /// Queues a prepared frame: one whole unmasked data frame (such as a broadcast framed once
+    /// for many connections). The server role shares it as it is; the client role sends a
+    /// masked copy.
+    pub fn send_prepared(&mut self, link: &mut Link<'_>, frame: Bytes) -> Result<(), SendError> {
+        self.admit(link, frame.len())?;
+        let Ok(Status::Complete((h, hlen))) = Header::parse(&frame) else {
+            return Err(SendError::NotAFrame);
+        };
+        if h.opcode.is_control()
+            || h.opcode == OpCode::Continuation
+            || !h.fin
+            || h.mask.is_some()
+            || h.payload_len != (frame.len() - hlen) as u64
+        {
+            return Err(SendError::NotAFrame);
+        }
+        match self.key(link)? {
+            None => link.out.push(frame),
+            Some(key) => {
+                let header = Header {
+                    mask: Some(key),
+                    ..h
+                };
+                link.out.put_frame(&header, &frame[hlen..]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one fragment of a streamed message: the first (opening the message, which
+    /// keeps whole messages out until its last fragment) has the message's opcode, the others
+    /// are continuations.
+    pub fn fragment(
+        &mut self,
+        link: &mut Link<'_>,
+        fragment: Fragment,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        if self.close_sent() {
+            return Err(SendError::Closed);
+        }
+        let first = match self.streaming {
+            None => true,
+            Some(kind) if kind == fragment.kind => false,
+            Some(_) => return Err(SendError::MessageInProgress),
+        };
+        if first {
+            let queued = link.out.queued();
+            if queued != 0 && queued.saturating_add(payload.len()) > link.bound {
+                return Err(SendError::Full {
+                    queued,
+                    len: payload.len(),
+                });
+            }
+        }
+        let header = Header {
+            fin: fragment.fin,
+            rsv1: first && fragment.compressed,
+            mask: self.key(link)?,
+            ..Header::new(
+                if first {
+                    opcode(fragment.kind)
+                } else {
+                    OpCode::Continuation
+                },
+                payload.len() as u64,
+            )
+        };
+        link.out.put_frame(&header, payload);
+        self.streaming = (!fragment.fin).then_some(fragment.kind);
+        Ok(())
+    }
+
+    /// Queues a ping (`payload` ≤ 125 bytes). Allowed between a streamed message's fragments;
+    /// never refused by the bound.
+    pub fn ping(&mut self, link: &mut Link<'_>, payload: &[u8]) -> Result<(), SendError> {
+        self.control(link, OpCode::Ping, payload)
+    }
+
+    /// Queues a pong (`payload` ≤ 125 bytes): the answer to a ping, or unsolicited as a
+    /// heartbeat.
+    pub fn pong(&mut self, link: &mut Link<'_>, payload: &[u8]) -> Result<(), SendError> {
+        self.control(link, OpCode::Pong, payload)
+    }
+
+    fn control(
+        &mut self,
+        link: &mut Link<'_>,
+        op: OpCode,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        if self.close_sent() {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::Encode(EncodeError::ControlFrameTooLong));
+        }
+        let header = Header {
+            mask: self.key(link)?,
+            ..Header::new(op, payload.len() as u64)
+        };
+        link.out.put_frame(&header, payload);
+        Ok(())
+    }
+
+    /// Queues our close frame (`code` must be sendable, RFC 6455 §7.4; `reason` ≤ 123 bytes)
+    /// and returns `Ok(true)`; `Ok(false)` if one was queued already. After it nothing more
+    /// may be sent; the driver waits for the peer's close frame (the [`Clock`](super::Clock)
+    /// times that out) and then closes the transport.
+    pub fn close(
+        &mut self,
+        link: &mut Link<'_>,
+        code: Option<CloseCode>,
+        reason: &str,
+    ) -> Result<bool, SendError> {
+        if self.close_sent() {
+            return Ok(false);
+        }
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        let n = Close { code, reason }.encode(&mut payload)?;
+        let header = Header {
+            mask: self.key(link)?,
+            ..Header::new(OpCode::Close, n as u64)
+        };
+        link.out.put_frame(&header, &payload[..n]);
+        self.closing = Closing::Sent(code);
+        Ok(true)
+    }
+
+    /// Answers the peer's close frame (RFC 6455 §5.5.1: with the same code, none if it sent
+    /// none) unless we closed first; returns whether an answer was queued.
+    pub fn answer_close(
+        &mut self,
+        link: &mut Link<'_>,
+        peer: Option<CloseCode>,
+    ) -> Result<bool, SendError> {
+        // A code the peer may send we may send back, except 1005/1006/1015 which the decoder
+        // never yields; should it, close without a code rather than not at all.
+        match self.close(link, peer, "") {
+            Err(SendError::Encode(_)) => self.close(link, None, ""),
+            r => r,
+        }
+    }
+}
+
+fn opcode(kind: DataKind) -> OpCode {
+    match kind {
+        DataKind::Text => OpCode::Text,
+        DataKind::Binary => OpCode::Binary,
+    }
+}

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::hub::{Hub, WorkerStats};
+use sockeye_codec::session::Prepared;
 
 /// Header carrying the publishing node's id (a node skips its own messages).
 const NODE_HEADER: &str = "Sockeye-Node";
@@ -119,29 +120,29 @@ pub(crate) struct ClusterStats {
 impl Link {
     /// Hands a local room message (a whole server frame) to the bridge; never blocks. False
     /// when the queue is full (the message is dropped; the caller counts it).
-    fn forward(&self, room: &Arc<str>, frame: &Bytes) -> bool {
-        let Ok(sockeye_codec::Status::Complete((header, len))) =
-            sockeye_codec::Header::parse(frame)
-        else {
-            return true; // frames come from PreparedMessage: always one complete header
-        };
+    fn forward(&self, room: &Arc<str>, frame: &Prepared) -> bool {
         let out = Outgoing {
             room: room.clone(),
-            text: header.opcode == sockeye_codec::OpCode::Text,
-            payload: frame.slice(len..),
+            text: frame.kind() == sockeye_codec::DataKind::Text,
+            payload: frame.payload_bytes(),
         };
         self.tx.try_send(out).is_ok()
     }
 
     /// [`Link::forward`] from a worker, which counts a full queue in its own stats.
-    pub(crate) fn forward_from_worker(&self, room: &Arc<str>, frame: &Bytes, stats: &WorkerStats) {
+    pub(crate) fn forward_from_worker(
+        &self,
+        room: &Arc<str>,
+        frame: &Prepared,
+        stats: &WorkerStats,
+    ) {
         if !self.forward(room, frame) {
             WorkerStats::add(&stats.cluster_dropped, 1);
         }
     }
 
     /// [`Link::forward`] from any other thread.
-    pub(crate) fn forward_from_elsewhere(&self, room: &str, frame: &Bytes) {
+    pub(crate) fn forward_from_elsewhere(&self, room: &str, frame: &Prepared) {
         if !self.forward(&Arc::from(room), frame) {
             self.stats.queue_full_elsewhere.fetch_add(1, Relaxed);
         }

@@ -3,10 +3,8 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use sockeye_codec::{Close, CloseCode, EncodeError, OpCode};
-
-use crate::frames::frame;
+use sockeye_codec::session::Prepared;
+use sockeye_codec::{Close, CloseCode, DataKind, EncodeError};
 
 use crate::id::ConnId;
 use crate::worker::{Conn, Io};
@@ -115,22 +113,22 @@ pub trait Handler: 'static {
 /// assert_eq!(m.wire_len(), 7); // 2-byte header + payload
 /// ```
 #[derive(Debug, Clone)]
-pub struct PreparedMessage(pub(crate) Bytes);
+pub struct PreparedMessage(pub(crate) Prepared);
 
 impl PreparedMessage {
     /// A text message.
     pub fn text(s: &str) -> Self {
-        PreparedMessage(frame(OpCode::Text, s.as_bytes()))
+        PreparedMessage(Prepared::text(s))
     }
 
     /// A binary message.
     pub fn binary(b: &[u8]) -> Self {
-        PreparedMessage(frame(OpCode::Binary, b))
+        PreparedMessage(Prepared::binary(b))
     }
 
     /// Bytes on the wire (header and payload).
     pub fn wire_len(&self) -> usize {
-        self.0.len()
+        self.0.wire_len()
     }
 }
 
@@ -151,7 +149,7 @@ impl WebSocket<'_> {
     /// The token of an outbound connection ([`Connect::token`](crate::Connect::token));
     /// `None` for an accepted one.
     pub fn token(&self) -> Option<u64> {
-        if !self.conn.outbound {
+        if !self.conn.outbound() {
             return None;
         }
         self.io.client(self.id).map(|c| c.token)
@@ -160,35 +158,38 @@ impl WebSocket<'_> {
     /// Queues a text message.
     #[inline]
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.send_frame(OpCode::Text, text.as_bytes())
+        self.io
+            .send_data(self.id, self.conn, DataKind::Text, text.as_bytes())
     }
 
     /// Queues a binary message.
     #[inline]
     pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
-        self.send_frame(OpCode::Binary, data)
+        self.io
+            .send_data(self.id, self.conn, DataKind::Binary, data)
     }
 
     /// Queues a message whose buffer is handed over: the payload is sent from it, not copied
     /// (echoing or forwarding a large message).
     pub fn send_owned(&mut self, msg: OwnedMessage) -> SendStatus {
-        let op = if msg.is_text() {
-            OpCode::Text
+        let kind = if msg.is_text() {
+            DataKind::Text
         } else {
-            OpCode::Binary
+            DataKind::Binary
         };
-        self.io.send_owned(self.id, self.conn, op, msg.into_bytes())
+        self.io
+            .send_owned(self.id, self.conn, kind, msg.into_bytes())
     }
 
     /// Queues a message framed once for many connections (no copy).
     pub fn send_prepared(&mut self, msg: &PreparedMessage) -> SendStatus {
-        self.io.send_shared(self.id, self.conn, msg.0.clone())
+        self.io.send_prepared(self.id, self.conn, &msg.0)
     }
 
     /// Queues a ping (payload of at most 125 bytes; longer is cut).
     pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
         let payload = &payload[..payload.len().min(125)];
-        self.send_frame(OpCode::Ping, payload)
+        self.io.send_control(self.id, self.conn, true, payload)
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes at a character
@@ -344,9 +345,5 @@ impl WebSocket<'_> {
     /// Whether this connection is in a room (the default room included).
     pub fn subscribed(&self) -> bool {
         self.conn.subscribed()
-    }
-
-    fn send_frame(&mut self, op: OpCode, payload: &[u8]) -> SendStatus {
-        self.io.send_copy(self.id, self.conn, op, payload)
     }
 }

@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-
 use crate::handler::WebSocket;
 use crate::id::ConnId;
 
@@ -23,7 +21,7 @@ pub(crate) type Task = Box<dyn FnOnce(&mut WebSocket<'_>) + Send>;
 
 pub(crate) enum Inbox {
     /// A frame to queue for every local member of a room.
-    Broadcast(RoomKey, Bytes),
+    Broadcast(RoomKey, sockeye_codec::session::Prepared),
     /// A closure to run with a connection, if it is still open.
     Task(ConnId, Task),
     /// An outbound connection to open.
@@ -453,7 +451,12 @@ impl Hub {
     /// Sends a room's frame to every worker but `sender` (the worker publishing, which
     /// delivers it itself); a full mailbox drops it for that worker, counted by the sender (or
     /// in `external_dropped` when published from another thread).
-    pub(crate) fn broadcast(&self, key: RoomKey, frame: Bytes, sender: Option<usize>) {
+    pub(crate) fn broadcast(
+        &self,
+        key: RoomKey,
+        frame: sockeye_codec::session::Prepared,
+        sender: Option<usize>,
+    ) {
         for w in 0..self.workers() {
             if Some(w) != sender && self.send(w, Inbox::Broadcast(key, frame.clone())).is_err() {
                 match sender {

@@ -34,7 +34,6 @@ mod cluster;
 mod compress;
 mod config;
 mod connect;
-mod frames;
 mod handler;
 mod handlers;
 mod http;

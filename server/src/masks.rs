@@ -33,6 +33,12 @@ impl MaskKeys {
     }
 }
 
+impl sockeye_codec::session::MaskKeys for MaskKeys {
+    fn next_key(&mut self) -> [u8; 4] {
+        MaskKeys::next_key(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

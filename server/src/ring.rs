@@ -12,10 +12,11 @@
 //!   recycling we cannot touch it. The arena is a raw mapping, so no Rust reference ever covers
 //!   a buffer the kernel may be filling; it is unmapped only after the worker has dropped its
 //!   ring and drained every request.
-//! - **Sends** point the kernel at `Bytes` held by a [`SendQueue`]. While a send is in flight the
-//!   queue neither drops nor mutates the in-flight prefix nor the iovec array (new frames are only
-//!   appended, which never moves existing `Bytes` data); [`SendQueue::complete`] releases exactly
-//!   the bytes the kernel reported. A queue dropped while its send is in flight is leaked rather
+//! - **Sends** point the kernel at `Bytes` held by a [`SendQueue`], which takes them out of the
+//!   connection's `Outgoing` queue when the send is submitted (so nothing done to that queue
+//!   meanwhile can reach them). While a send is in flight the SendQueue neither drops nor
+//!   mutates them nor the iovec array, and takes no new frames; [`SendQueue::complete`]
+//!   releases exactly the bytes the kernel reported. A queue dropped while its send is in flight is leaked rather
 //!   than freed, so a logic error elsewhere can cost memory but never soundness.
 //! - **Timeout and eventfd reads** point at fields of [`Ring`] that are boxed (stable address) and
 //!   live as long as the ring.
@@ -28,6 +29,7 @@ use std::os::fd::RawFd;
 
 use bytes::Bytes;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use sockeye_codec::session::Outgoing;
 
 /// Most iovecs in one `writev`.
 const MAX_IOV: usize = 64;
@@ -206,8 +208,25 @@ impl Ring {
     /// with `MSG_NOSIGNAL`: a peer that reset the connection makes it fail with `EPIPE` instead
     /// of raising `SIGPIPE`, which kills a process that keeps the default disposition). Returns
     /// false if there is nothing to send or a send is already in flight.
-    pub(crate) fn send(&mut self, fd: RawFd, q: &mut SendQueue, data: u64) -> io::Result<bool> {
-        if q.in_flight || q.queued == 0 {
+    pub(crate) fn send(
+        &mut self,
+        fd: RawFd,
+        q: &mut SendQueue,
+        out: &mut Outgoing,
+        data: u64,
+    ) -> io::Result<bool> {
+        if q.in_flight {
+            return Ok(false);
+        }
+        // The queue takes ownership of what the kernel will read: nothing the session does to
+        // `out` meanwhile can touch it.
+        while q.frames.len() < MAX_IOV {
+            match out.pop() {
+                Some(b) => q.push(b),
+                None => break,
+            }
+        }
+        if q.queued == 0 {
             return Ok(false);
         }
         q.iov.clear();
@@ -519,7 +538,8 @@ impl Drop for BufRing {
     }
 }
 
-/// Frames waiting to be sent on one connection, and the iovecs of the send in flight.
+/// The frames of one connection's send in flight (or its unsent rest), taken from the
+/// session's `Outgoing` queue, and the iovecs pointing at them.
 #[derive(Default)]
 pub(crate) struct SendQueue {
     frames: VecDeque<Bytes>,
@@ -537,8 +557,9 @@ pub(crate) struct SendQueue {
 struct MsgHdr(libc::msghdr);
 
 impl SendQueue {
-    /// Appends a frame (never moves the data of frames already queued).
-    pub(crate) fn push(&mut self, frame: Bytes) {
+    /// Appends a frame (only between sends: never while one is in flight).
+    fn push(&mut self, frame: Bytes) {
+        debug_assert!(!self.in_flight);
         if frame.is_empty() {
             return;
         }

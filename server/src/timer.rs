@@ -10,9 +10,10 @@
 pub(crate) enum TimerKind {
     /// The upgrade request must be complete by now.
     Handshake,
-    /// Check for silence (ping, then close).
-    Idle,
-    /// Our close frame got no answer in time.
+    /// A deadline of the connection's session clock may be due (keepalive ping, the idle
+    /// close, the close handshake's end); the clock says which, or when to come back.
+    Session,
+    /// A refused request's response had its time to go out.
     Close,
 }
 
@@ -83,7 +84,7 @@ mod tests {
     #[test]
     fn fires_at_the_due_tick_including_beyond_one_revolution() {
         let mut w = Wheel::new();
-        w.schedule(1, 0, TimerKind::Idle, 3);
+        w.schedule(1, 0, TimerKind::Session, 3);
         w.schedule(2, 0, TimerKind::Close, SLOTS as u32 + 3);
         w.schedule(3, 0, TimerKind::Handshake, 0); // at least one tick
         let mut fired = Vec::new();

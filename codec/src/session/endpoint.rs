@@ -9,11 +9,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use bytes::Bytes;
-
 use super::{
-    Clock, Compress, Due, Fragment, Incoming, Inflate, Link, MaskKeys, Outgoing, Received,
-    Receiver, SendError, Sender, Timeouts,
+    Clock, Compress, Due, Fragment, Incoming, Inflate, Link, MaskKeys, Outgoing, Prepared,
+    Received, Receiver, SendError, Sender, Timeouts,
 };
 use crate::close::CloseCode;
 use crate::decoder::{Config, DataKind, Role};
@@ -310,7 +308,7 @@ impl Session {
     }
 
     /// Queues a prepared frame (see [`Sender::send_prepared`]).
-    pub fn send_prepared(&mut self, frame: Bytes) -> Result<(), SendError> {
+    pub fn send_prepared(&mut self, msg: &Prepared) -> Result<(), SendError> {
         let mut link = Self::link(
             &mut self.out,
             &mut self.keys,
@@ -318,7 +316,7 @@ impl Session {
             &mut self.scratch,
             self.bound,
         );
-        self.tx.send_prepared(&mut link, frame)
+        self.tx.send_prepared(&mut link, msg)
     }
 
     /// Queues a fragment of a streamed message (see [`Sender::fragment`]).

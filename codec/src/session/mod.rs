@@ -73,7 +73,7 @@ mod send;
 
 pub use clock::{Clock, Due, Timeouts};
 pub use endpoint::{Deflate, Ended, Initiator, Session};
-pub use send::{Compress, Fragment, Link, MaskKeys, Outgoing, SendError, Sender};
+pub use send::{Compress, Fragment, Link, MaskKeys, Outgoing, Prepared, SendError, Sender};
 
 /// A whole received message, borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

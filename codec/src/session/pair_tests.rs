@@ -485,15 +485,24 @@ fn the_hard_bound_refuses_data_never_control_frames() {
 #[test]
 fn prepared_frames_are_shared_or_masked_and_checked() {
     let mut p = Pair::new(Config::default(), Timeouts::default());
-    let frame = bytes::Bytes::from_static(b"\x82\x03abc");
-    p.server.s.send_prepared(frame.clone()).unwrap();
-    p.client.s.send_prepared(frame).unwrap(); // re-sent masked by the client role
-    for bad in [&b"\x02\x03abc"[..], b"\x82\x05abc", b"\x89\x00", b"\x82"] {
+    let msg = Prepared::binary(b"abc");
+    p.server.s.send_prepared(&msg).unwrap();
+    p.client.s.send_prepared(&msg).unwrap(); // re-sent masked by the client role
+    let bad: [&[u8]; 6] = [
+        b"\x02\x03abc",
+        b"\x82\x05abc",
+        b"\x89\x00",
+        b"\x82",
+        b"\xc2\x03abc",
+        b"\x81\x01\xff",
+    ];
+    for bad in bad {
         assert_eq!(
-            p.server.s.send_prepared(bytes::Bytes::copy_from_slice(bad)),
+            Prepared::parse(bytes::Bytes::copy_from_slice(bad)),
             Err(SendError::NotAFrame)
         );
     }
+    assert_eq!(Prepared::parse(msg.frame().clone()), Ok(msg));
     p.pump();
     assert_eq!(p.client.messages(), [(false, b"abc".to_vec())]);
     assert_eq!(p.server.messages(), [(false, b"abc".to_vec())]);

@@ -105,6 +105,18 @@ impl Outgoing {
         })
     }
 
+    /// Takes the next sealed, unwritten frame (or the unwritten rest of it) out of the queue,
+    /// for a driver that must own what its transport is still reading (io_uring).
+    pub fn pop(&mut self) -> Option<Bytes> {
+        let mut b = self.frames.pop_front()?;
+        let skip = core::mem::take(&mut self.head_offset);
+        if skip != 0 {
+            let _ = b.split_to(skip);
+        }
+        self.sealed -= b.len();
+        Some(b)
+    }
+
     /// Records that the transport took the first `n` sealed bytes (at most [`Outgoing::sealed`]).
     pub fn advance(&mut self, n: usize) {
         let mut n = n.min(self.sealed);
@@ -161,6 +173,112 @@ impl Outgoing {
         if let Some(key) = header.mask {
             apply_mask(&mut self.staged[start..], key, 0);
         }
+    }
+}
+
+/// A whole data message framed once (unmasked, uncompressed), to send to many connections
+/// without copying: [`Sender::send_prepared`] shares the frame's bytes.
+///
+/// ```
+/// use sockeye_codec::session::Prepared;
+/// let m = Prepared::text("hello");
+/// assert_eq!(m.frame().as_ref(), b"\x81\x05hello");
+/// assert_eq!(Prepared::parse(m.frame().clone()), Ok(m));
+/// assert!(Prepared::parse(bytes::Bytes::from_static(b"\x89\x00")).is_err()); // a ping
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    frame: Bytes,
+    header_len: u8,
+}
+
+impl Prepared {
+    /// A message of `kind` with `payload` (text must be UTF-8: see [`Prepared::text`]).
+    #[must_use]
+    pub fn new(kind: DataKind, payload: &[u8]) -> Self {
+        let header = Header::new(opcode(kind), payload.len() as u64);
+        let mut buf = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut h).unwrap_or(0);
+        buf.extend_from_slice(&h[..n]);
+        buf.extend_from_slice(payload);
+        Prepared {
+            frame: buf.freeze(),
+            header_len: n as u8,
+        }
+    }
+
+    /// A text message.
+    #[must_use]
+    pub fn text(text: &str) -> Self {
+        Prepared::new(DataKind::Text, text.as_bytes())
+    }
+
+    /// A binary message.
+    #[must_use]
+    pub fn binary(data: &[u8]) -> Self {
+        Prepared::new(DataKind::Binary, data)
+    }
+
+    /// Checks that `frame` is one whole, final, unmasked, uncompressed data frame (text is
+    /// checked to be UTF-8) and wraps it.
+    pub fn parse(frame: Bytes) -> Result<Self, SendError> {
+        let Ok(Status::Complete((h, hlen))) = Header::parse(&frame) else {
+            return Err(SendError::NotAFrame);
+        };
+        let ok = matches!(h.opcode, OpCode::Text | OpCode::Binary)
+            && h.fin
+            && !h.rsv1
+            && !h.rsv2
+            && !h.rsv3
+            && h.mask.is_none()
+            && h.payload_len == (frame.len() - hlen) as u64
+            && (h.opcode == OpCode::Binary || simdutf8::basic::from_utf8(&frame[hlen..]).is_ok());
+        if !ok {
+            return Err(SendError::NotAFrame);
+        }
+        Ok(Prepared {
+            frame,
+            header_len: hlen as u8,
+        })
+    }
+
+    /// The frame, header and payload.
+    #[must_use]
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+
+    /// The payload.
+    #[must_use]
+    pub fn payload(&self) -> &[u8] {
+        &self.frame[usize::from(self.header_len)..]
+    }
+
+    /// The payload, sharing the frame's buffer.
+    #[must_use]
+    pub fn payload_bytes(&self) -> Bytes {
+        self.frame.slice(usize::from(self.header_len)..)
+    }
+
+    /// The message's kind.
+    #[must_use]
+    pub fn kind(&self) -> DataKind {
+        if self.frame[0] & 0x0f == 1 {
+            DataKind::Text
+        } else {
+            DataKind::Binary
+        }
+    }
+
+    fn opcode(&self) -> OpCode {
+        opcode(self.kind())
+    }
+
+    /// Bytes on the wire (header and payload).
+    #[must_use]
+    pub fn wire_len(&self) -> usize {
+        self.frame.len()
     }
 }
 
@@ -274,14 +392,10 @@ impl From<EncodeError> for SendError {
     }
 }
 
-/// Our side of the close handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closing {
-    /// No close frame sent.
-    Open,
-    /// Our close frame is queued, with this code (`None`: a close frame without a code).
-    Sent(Option<CloseCode>),
-}
+/// `Sender::sent` when no close frame was sent.
+const NOT_SENT: u16 = 0;
+/// `Sender::sent` for a close frame without a code (codes on the wire are 1000 and up).
+const SENT_NO_CODE: u16 = 1;
 
 /// One fragment of a streamed message ([`Sender::fragment`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +430,9 @@ pub struct Fragment {
 #[derive(Debug, Clone)]
 pub struct Sender {
     role: Role,
-    closing: Closing,
+    /// Our close frame: [`NOT_SENT`], [`SENT_NO_CODE`], or its code (kept in two bytes: an
+    /// idle server connection holds a `Sender`).
+    sent: u16,
     /// The streamed message in progress (its first fragment is out).
     streaming: Option<DataKind>,
 }
@@ -327,23 +443,30 @@ impl Sender {
     pub const fn new(role: Role) -> Self {
         Sender {
             role,
-            closing: Closing::Open,
+            sent: NOT_SENT,
             streaming: None,
         }
+    }
+
+    /// The role this sender frames for.
+    #[must_use]
+    pub const fn role(&self) -> Role {
+        self.role
     }
 
     /// Whether our close frame is queued.
     #[must_use]
     pub const fn close_sent(&self) -> bool {
-        matches!(self.closing, Closing::Sent(_))
+        self.sent != NOT_SENT
     }
 
     /// The code of the close frame we sent, if we sent one (`Some(None)`: one without a code).
     #[must_use]
     pub const fn sent_code(&self) -> Option<Option<CloseCode>> {
-        match self.closing {
-            Closing::Open => None,
-            Closing::Sent(code) => Some(code),
+        match self.sent {
+            NOT_SENT => None,
+            SENT_NO_CODE => Some(None),
+            code => Some(Some(CloseCode(code))),
         }
     }
 
@@ -458,30 +581,20 @@ impl Sender {
         Ok(())
     }
 
-    /// Queues a prepared frame: one whole unmasked data frame (such as a broadcast framed once
-    /// for many connections). The server role shares it as it is; the client role sends a
-    /// masked copy.
-    pub fn send_prepared(&mut self, link: &mut Link<'_>, frame: Bytes) -> Result<(), SendError> {
-        self.admit(link, frame.len())?;
-        let Ok(Status::Complete((h, hlen))) = Header::parse(&frame) else {
-            return Err(SendError::NotAFrame);
-        };
-        if h.opcode.is_control()
-            || h.opcode == OpCode::Continuation
-            || !h.fin
-            || h.mask.is_some()
-            || h.payload_len != (frame.len() - hlen) as u64
-        {
-            return Err(SendError::NotAFrame);
-        }
+    /// Queues a [`Prepared`] message (framed once for many connections, such as a
+    /// broadcast): the server role shares its frame as it is, the client role sends a masked
+    /// copy.
+    #[inline]
+    pub fn send_prepared(&mut self, link: &mut Link<'_>, msg: &Prepared) -> Result<(), SendError> {
+        self.admit(link, msg.frame.len())?;
         match self.key(link)? {
-            None => link.out.push(frame),
+            None => link.out.push(msg.frame.clone()),
             Some(key) => {
                 let header = Header {
                     mask: Some(key),
-                    ..h
+                    ..Header::new(msg.opcode(), msg.payload().len() as u64)
                 };
-                link.out.put_frame(&header, &frame[hlen..]);
+                link.out.put_frame(&header, msg.payload());
             }
         }
         Ok(())
@@ -583,7 +696,8 @@ impl Sender {
             ..Header::new(OpCode::Close, n as u64)
         };
         link.out.put_frame(&header, &payload[..n]);
-        self.closing = Closing::Sent(code);
+        // `encode` accepted it: a sendable code (1000 and up) or none.
+        self.sent = code.map_or(SENT_NO_CODE, u16::from);
         Ok(true)
     }
 

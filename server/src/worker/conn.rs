@@ -31,8 +31,9 @@ pub(super) struct Input {
 /// Output a connection holds only while it has something to send.
 #[derive(Default)]
 pub(super) struct Output {
-    /// Small frames being written this loop turn (one allocation for many frames).
-    pub(super) staged: BytesMut,
+    /// Frames the session queued (small ones staged in one buffer for many frames).
+    pub(super) out: Outgoing,
+    /// What the kernel is sending (taken from `out` at submission).
     pub(super) queue: SendQueue,
     /// Listed in `Io::drained`, to be released at the next tick if still empty.
     pub(super) release_listed: bool,
@@ -49,22 +50,17 @@ pub(super) const KEEP_STAGED: usize = 4096;
 
 impl Output {
     pub(super) fn queued(&self) -> usize {
-        self.queue.queued() + self.staged.len()
+        self.out.queued() + self.queue.queued()
     }
 
-    /// Moves the staged small frames into the send queue as one buffer.
+    /// Moves the staged small frames into the queue as one buffer.
     pub(super) fn seal(&mut self) {
-        if !self.staged.is_empty() {
-            self.busy |= self.staged.len() >= KEEP_STAGED;
-            let staged = self.staged.split().freeze();
-            self.queue.push(staged);
-        }
+        self.busy |= self.out.seal() >= KEEP_STAGED;
     }
 
-    /// Queues a shared frame after whatever is staged, keeping the order.
-    pub(super) fn push(&mut self, frame: Bytes) {
-        self.seal();
-        self.queue.push(frame);
+    /// Raw bytes to send before any frame (an HTTP response or request).
+    pub(super) fn stage(&mut self) -> &mut BytesMut {
+        self.out.stage()
     }
 }
 
@@ -93,29 +89,26 @@ pub(crate) struct Conn {
     pub(super) paused: bool,
     /// Queued for a flush this loop turn.
     pub(super) dirty: bool,
-    pub(super) ping_outstanding: bool,
     /// Shut the socket down as soon as the send queue is empty.
     pub(super) close_after_send: bool,
     /// The handler saw `on_open` and has not seen `on_close` yet.
     pub(super) live: bool,
     /// (Outbound) the connect request is in flight.
     pub(super) connect_armed: bool,
-    /// An outbound (client-role) connection: it masks what it sends, and its `ClientSide` is
-    /// in `Io::outbound` (kept out of `Conn`, which every idle server connection pays for).
-    pub(crate) outbound: bool,
     /// Index + 1 into the configured subprotocols (0: none).
     pub(super) proto: u8,
-    /// The code of the close frame we sent, if we closed first (0: none); what `on_close`
-    /// reports when the peer's close never comes (a failed connection, a close timeout).
-    pub(super) sent_code: u16,
     /// Position in its room's local member list + 1 (0: in no room).
     pub(super) sub: u32,
     /// The room's id (when `sub != 0`).
     pub(super) room: u32,
-    /// Tick of the last received bytes.
-    pub(super) last_rx: u32,
     /// The protocol's receiving half: decoder, assembly, streaming choice, inflated UTF-8.
     pub(super) rx: Receiver,
+    /// The protocol's sending half: close handshake, message order, the hard bound; the code
+    /// of our close frame is what `on_close` reports when the peer's close never comes (a
+    /// failed connection, a close timeout).
+    pub(super) tx: Sender,
+    /// Keepalive and close deadlines.
+    pub(super) clock: Clock,
     pub(super) input: Option<Box<Input>>,
     pub(super) output: Option<Box<Output>>,
     /// permessage-deflate state, if negotiated.
@@ -125,7 +118,13 @@ pub(crate) struct Conn {
 impl Conn {
     /// A connection of `role` whose socket is `fd`: accepted ones start reading the upgrade
     /// request, outbound ones (the client role) start with the TCP connect.
-    pub(super) fn new(fd: OwnedFd, epoch: u32, role: Role, max_message: u64, now: u32) -> Conn {
+    pub(super) fn new(
+        fd: OwnedFd,
+        epoch: u32,
+        role: Role,
+        max_message: u64,
+        now: Duration,
+    ) -> Conn {
         let outbound = role == Role::Client;
         let config = sockeye_codec::Config::new()
             .max_message(max_message)
@@ -141,21 +140,25 @@ impl Conn {
             recv_armed: false,
             paused: false,
             dirty: false,
-            ping_outstanding: false,
             close_after_send: false,
             live: false,
             connect_armed: false,
-            outbound,
             proto: 0,
-            sent_code: 0,
             sub: 0,
             room: 0,
-            last_rx: now,
             rx: Receiver::new(role, config),
+            tx: Sender::new(role),
+            clock: Clock::new(now),
             input: None,
             output: None,
             deflate: None,
         }
+    }
+
+    /// An outbound (client-role) connection: it masks what it sends, and its `ClientSide` is
+    /// in `Io::outbound` (kept out of `Conn`, which every idle server connection pays for).
+    pub(crate) fn outbound(&self) -> bool {
+        self.tx.role() == Role::Client
     }
 
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
@@ -178,17 +181,8 @@ impl Conn {
         self.deflate.is_some()
     }
 
-    /// Whether a data message of `len` bytes goes out compressed.
-    pub(super) fn compresses(&self, op: OpCode, len: usize) -> bool {
-        !op.is_control() && self.deflate.as_ref().is_some_and(|d| d.wants(len))
-    }
-
     pub(crate) fn buffered_amount(&self) -> usize {
         self.output.as_ref().map_or(0, |o| o.queued())
-    }
-
-    pub(super) fn mask(&self, io: &mut Io) -> Option<[u8; 4]> {
-        self.outbound.then(|| io.masks.next_key())
     }
 
     pub(super) fn reading(&self) -> bool {

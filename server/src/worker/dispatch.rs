@@ -171,14 +171,13 @@ pub(super) fn decode_frames<H: Handler>(
                 handler.on_chunk(&mut WebSocket { id, conn, io }, chunk);
             }
             Incoming::Ping(p) => {
+                // The session answers (a control frame: never refused by the bounds).
+                io.respond(id, conn, &Incoming::Ping(p));
                 if conn.state == State::Open {
-                    // A control frame: never refused by the bounds.
-                    let _ = io.send_copy(id, conn, OpCode::Pong, p);
                     handler.on_ping(&mut WebSocket { id, conn, io }, p);
                 }
             }
             Incoming::Pong(p) => {
-                conn.ping_outstanding = false;
                 if conn.state == State::Open {
                     handler.on_pong(&mut WebSocket { id, conn, io }, p);
                 }
@@ -186,17 +185,9 @@ pub(super) fn decode_frames<H: Handler>(
             Incoming::Close(c) => {
                 let slot = crate::hub::close_slot(c.code.map(u16::from));
                 WorkerStats::add(&io.stats().close_received[slot], 1);
-                if conn.state == State::Open {
-                    // Answer with the same code (none if none came), then close the socket.
-                    io.start_close(
-                        id,
-                        conn,
-                        Close {
-                            code: c.code,
-                            reason: "",
-                        },
-                    );
-                }
+                // The session answers with the same code (none if none came) unless we
+                // closed first; the socket closes once that is out.
+                io.respond(id, conn, &Incoming::Close(c));
                 conn.close_after_send = true;
                 if conn
                     .output

@@ -23,17 +23,16 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use sockeye_codec::deflate::{self, Agreement};
 use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request, Response};
-use sockeye_codec::session::{Incoming, Inflate, Receiver};
-use sockeye_codec::{Close, CloseCode, Header, OpCode, Role, Status, apply_mask};
+use sockeye_codec::session::{
+    Clock, Due, Incoming, Inflate, Link, Outgoing, Prepared, Receiver, SendError, Sender, Timeouts,
+};
+use sockeye_codec::{Close, CloseCode, DataKind, Role, Status};
 
 use crate::compress::{ConnDeflate, Deflater};
 use crate::config::{Config, SlowPolicy};
-use crate::frames::{
-    masked_header, put_encoded_header, put_frame, put_frame_with, put_header, put_masked_frame,
-};
 use crate::handler::{Handler, SendStatus, WebSocket};
 use crate::hub::{Hub, Inbox, JoinError, Refusal, RoomKey, WorkerStats};
 use crate::id::{ConnId, EPOCH_MASK};
@@ -109,7 +108,10 @@ impl<H: Handler> Worker<H> {
         let bufs = BufRing::new(0, config.recv_buffers, config.recv_buffer_size)?;
         ring.register(&bufs)?;
         tracing::debug!(worker, mode = ring.mode, "ring ready");
-        let idle_ticks = ticks(config.idle_timeout);
+        let timeouts = Timeouts {
+            idle: Some(config.idle_timeout).filter(|d| !d.is_zero()),
+            close: config.close_timeout,
+        };
         let close_ticks = ticks(config.close_timeout);
         let deflate = Deflater::new(config.deflate_config());
         let send_bound = config.send_queue_bound();
@@ -123,7 +125,8 @@ impl<H: Handler> Worker<H> {
                 dirty: Vec::new(),
                 to_publish: Vec::new(),
                 rooms: Vec::new(),
-                idle_ticks,
+                timeouts,
+                now: Duration::ZERO,
                 close_ticks,
                 masks: MaskKeys::new(),
                 outbound: Vec::new(),
@@ -288,7 +291,11 @@ impl<H: Handler> Worker<H> {
                 continue;
             };
             out.seal();
-            if let Err(e) = self.io.ring.send(fd, &mut out.queue, id.data()) {
+            if let Err(e) = self
+                .io
+                .ring
+                .send(fd, &mut out.queue, &mut out.out, id.data())
+            {
                 tracing::warn!(error = %e, "submitting a send failed");
                 self.io.teardown(conn);
             }
@@ -322,7 +329,7 @@ impl<H: Handler> Worker<H> {
         // While shutting down, new connections are still accepted: their requests get 503
         // (`/healthz` too), which tells load balancers to move on.
         let _ = socket2::SockRef::from(&fd).set_tcp_nodelay(true);
-        let (now, max) = (self.io.timers.now(), self.io.config.max_message);
+        let (now, max) = (self.io.now, self.io.config.max_message);
         let (slot, epoch) = self
             .slab
             .insert(|epoch| Conn::new(fd, epoch, Role::Server, max, now));
@@ -381,7 +388,7 @@ impl<H: Handler> Worker<H> {
         }
         match (res, buf) {
             (n, Some(b)) if n > 0 => {
-                conn.last_rx = self.io.timers.now();
+                conn.clock.received(self.io.now);
                 WorkerStats::add(&self.io.stats().bytes_in, n as u64);
                 self.on_bytes(id, &b);
                 self.bufs.recycle(b);
@@ -423,7 +430,7 @@ impl<H: Handler> Worker<H> {
         // dropped.
         let dispatched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             match conn.state {
-                State::Handshake if conn.outbound => {
+                State::Handshake if conn.outbound() => {
                     let input = conn.input();
                     input.pending.extend_from_slice(data);
                     client_handshake(io, handler, id, conn);
@@ -510,15 +517,15 @@ impl<H: Handler> Worker<H> {
         WorkerStats::sub(&self.io.stats().read_buffer_bytes, conn.input_bytes());
         // The socket is gone without the peer's close frame: our own close code if we sent
         // one (e.g. 1009 after a limit, 1001 at shutdown), else 1006.
-        let code = match conn.sent_code {
-            0 => CloseCode::ABNORMAL,
-            sent => CloseCode(sent),
+        let code = match conn.tx.sent_code() {
+            None => Some(CloseCode::ABNORMAL),
+            Some(sent) => sent,
         };
-        self.notify_close(id.slot, &mut conn, Some(code), "");
+        self.notify_close(id.slot, &mut conn, code, "");
         if let Some(mut c) = conn.deflate.take() {
             self.io.deflate.release(&mut c);
         }
-        let client = match conn.outbound {
+        let client = match conn.outbound() {
             true => self
                 .io
                 .outbound
@@ -586,7 +593,8 @@ impl<H: Handler> Worker<H> {
         self.io.deflate.after_tick();
         let mut fired = Vec::new();
         self.io.timers.advance(&mut fired);
-        let now = self.io.timers.now();
+        self.io.now = TICK * self.io.timers.now();
+        let now = self.io.now;
         for e in fired {
             let id = self.id(e.slot, e.epoch);
             let Some(conn) = self.slab.get(e.slot, e.epoch) else {
@@ -595,10 +603,10 @@ impl<H: Handler> Worker<H> {
             match (e.kind, conn.state) {
                 (TimerKind::Handshake, State::Handshake | State::Connecting) => {
                     tracing::debug!("handshake timeout");
-                    if !conn.outbound {
+                    if !conn.outbound() {
                         self.io.stats().refuse(Refusal::Timeout);
                     }
-                    if conn.outbound
+                    if conn.outbound()
                         && let Some(c) = self.io.client_mut(id)
                     {
                         c.error = Some("the handshake timed out".into());
@@ -608,27 +616,25 @@ impl<H: Handler> Worker<H> {
                     }
                     self.io.teardown(conn);
                 }
-                (TimerKind::Close, State::Closing | State::Refused) => self.io.teardown(conn),
-                (TimerKind::Idle, State::Open) => {
-                    let silent = now.wrapping_sub(conn.last_rx);
-                    let idle = self.io.idle_ticks;
-                    if silent < idle {
-                        self.io
-                            .timers
-                            .schedule(e.slot, e.epoch, TimerKind::Idle, idle - silent);
-                    } else if conn.ping_outstanding {
-                        let close = Close {
-                            code: Some(CloseCode::GOING_AWAY),
-                            reason: "idle timeout",
-                        };
-                        self.io.start_close(id, conn, close);
-                    } else {
-                        conn.ping_outstanding = true;
-                        // A control frame: never refused by the bounds.
-                        let _ = self.io.send_copy(id, conn, OpCode::Ping, b"");
-                        self.io
-                            .timers
-                            .schedule(e.slot, e.epoch, TimerKind::Idle, idle);
+                (TimerKind::Close, State::Refused) => self.io.teardown(conn),
+                (TimerKind::Session, State::Open | State::Closing) => {
+                    match conn.clock.on_timeout(now, &self.io.timeouts) {
+                        Some(Due::Ping) => {
+                            // A control frame: never refused by the bounds.
+                            let _ = self.io.send_control(id, conn, true, b"");
+                            self.io.schedule_session(id, conn);
+                        }
+                        Some(Due::IdleClose) => {
+                            let close = Close {
+                                code: Some(CloseCode::GOING_AWAY),
+                                reason: "idle timeout",
+                            };
+                            // Schedules the close deadline.
+                            self.io.start_close(id, conn, close);
+                        }
+                        Some(Due::CloseTimeout) => self.io.teardown(conn),
+                        // Not due yet (bytes arrived since): come back when it is.
+                        None => self.io.schedule_session(id, conn),
                     }
                 }
                 _ => {}
@@ -684,7 +690,7 @@ impl<H: Handler> Worker<H> {
                     self.io.start_close(id, conn, close);
                 }
                 // Inbound requests in progress are answered 503 when complete.
-                State::Handshake if conn.outbound => self.io.teardown(conn),
+                State::Handshake if conn.outbound() => self.io.teardown(conn),
                 State::Connecting => {
                     if let Some(c) = self.io.client_mut(id) {
                         c.error = Some("the runtime is shutting down".into());
@@ -723,7 +729,7 @@ impl<H: Handler> Worker<H> {
             opened: false,
             error: None,
         });
-        let (now, max) = (self.io.timers.now(), self.io.config.max_message);
+        let (now, max) = (self.io.now, self.io.config.max_message);
         let (slot, epoch) = self
             .slab
             .insert(|epoch| Conn::new(fd, epoch, Role::Client, max, now));
@@ -733,7 +739,7 @@ impl<H: Handler> Worker<H> {
         }
         self.io.outbound[slot as usize] = Some(client);
         let conn = self.slab.get(slot, epoch).expect("just inserted");
-        conn.output().staged.extend_from_slice(&request);
+        conn.output().stage().extend_from_slice(&request);
         let fd = conn.fd.as_raw_fd();
         match self.io.ring.connect(fd, c.addr.into(), id.data()) {
             Ok(()) => conn.connect_armed = true,
@@ -796,7 +802,7 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Queues one shared frame for every local member of a room, applying the slow policy.
-    fn deliver(&mut self, key: RoomKey, frame: Bytes) {
+    fn deliver(&mut self, key: RoomKey, frame: Prepared) {
         let Some(room) = self.io.rooms.get(key.id as usize) else {
             return;
         };
@@ -812,7 +818,7 @@ impl<H: Handler> Worker<H> {
             if conn.state != State::Open {
                 continue;
             }
-            let over = conn.buffered_amount() + frame.len() > self.io.config.max_backpressure;
+            let over = conn.buffered_amount() + frame.wire_len() > self.io.config.max_backpressure;
             match (over, self.io.config.slow_policy) {
                 (true, SlowPolicy::Drop) => {
                     WorkerStats::add(&self.io.stats().slow_skipped, 1);
@@ -828,7 +834,7 @@ impl<H: Handler> Worker<H> {
                 }
                 (false, _) => {
                     // Within the bound, so this never pauses the subscriber's reading.
-                    let _ = self.io.queue_shared(id, conn, frame.clone());
+                    let _ = self.io.send_prepared(id, conn, &frame);
                 }
             }
         }

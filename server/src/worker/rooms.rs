@@ -4,7 +4,7 @@ use super::*;
 
 impl Io {
     /// Publishes to the connection's room; false (and nothing sent) if it is in none.
-    pub(crate) fn publish(&mut self, conn: &Conn, frame: Bytes) -> bool {
+    pub(crate) fn publish(&mut self, conn: &Conn, frame: Prepared) -> bool {
         if conn.sub == 0 {
             return false;
         }
@@ -20,7 +20,7 @@ impl Io {
 
     /// Publishes to the room named `name`; false if it has no members in this process (when
     /// clustered, the other nodes get it all the same).
-    pub(crate) fn publish_to(&mut self, name: &str, frame: Bytes) -> bool {
+    pub(crate) fn publish_to(&mut self, name: &str, frame: Prepared) -> bool {
         let Some(key) = self.hub.rooms.find(name) else {
             #[cfg(feature = "cluster")]
             if let Some(link) = &self.hub.cluster {

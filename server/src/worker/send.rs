@@ -1,6 +1,7 @@
-//! The part of a worker that handler callbacks may use ([`Io`]), and sending: data and
-//! control frames into a connection's output, backpressure and the hard bound, the close
-//! handshake.
+//! The part of a worker that handler callbacks may use ([`Io`]), and sending: commands go to
+//! the connection's session `Sender` (framing, masking, compression, order, the hard bound,
+//! the close handshake) with a link to its output; the worker adds backpressure (pausing
+//! reads), the slow policy and the counters.
 
 use super::*;
 
@@ -15,10 +16,14 @@ pub(crate) struct Io {
     /// Connections with output to flush at the end of this loop turn.
     pub(super) dirty: Vec<ConnId>,
     /// Frames published during this turn, fanned out at its end.
-    pub(super) to_publish: Vec<(RoomKey, Bytes, Arc<str>)>,
+    pub(super) to_publish: Vec<(RoomKey, Prepared, Arc<str>)>,
     /// This worker's members of each room, by room id.
     pub(super) rooms: Vec<LocalRoom>,
-    pub(super) idle_ticks: u32,
+    /// Keepalive and close timeouts, for every connection's session clock.
+    pub(super) timeouts: Timeouts,
+    /// The time at the last tick, as the session clocks count it.
+    pub(super) now: Duration,
+    /// How long a refused request's response may take to go out.
     pub(super) close_ticks: u32,
     /// Masking keys for outbound connections.
     pub(super) masks: MaskKeys,
@@ -40,6 +45,30 @@ pub(super) fn ticks(d: Duration) -> u32 {
     (d.as_millis() / TICK.as_millis()).clamp(1, u128::from(u32::MAX / 4)) as u32
 }
 
+/// Ticks until `d` has passed (at least one).
+pub(super) fn ticks_ceil(d: Duration) -> u32 {
+    d.as_millis()
+        .div_ceil(TICK.as_millis())
+        .clamp(1, u128::from(u32::MAX / 4)) as u32
+}
+
+/// The permessage-deflate engines for a connection's sends: its state, the worker's pool.
+pub(super) struct Compressor<'a> {
+    pub(super) conn: &'a mut ConnDeflate,
+    pub(super) worker: &'a mut Deflater,
+    pub(super) id: ConnId,
+}
+
+impl sockeye_codec::session::Compress for Compressor<'_> {
+    fn wants(&self, len: usize) -> bool {
+        self.conn.wants(len)
+    }
+
+    fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        self.worker.compress(self.id, self.conn, payload, out);
+    }
+}
+
 impl Io {
     pub(super) fn stats(&self) -> &WorkerStats {
         &self.hub.stats[usize::from(self.worker)]
@@ -53,6 +82,7 @@ impl Io {
     }
 
     /// Applies backpressure after queuing: pauses reading when over the bound.
+    #[inline]
     pub(super) fn after_queue(&mut self, id: ConnId, conn: &mut Conn) -> SendStatus {
         self.mark_dirty(id, conn);
         WorkerStats::add(&self.stats().messages_out, 1);
@@ -70,105 +100,149 @@ impl Io {
         }
     }
 
-    /// Refuses a data message of `len` bytes that would take the queue past the hard bound
-    /// (unless the queue is empty), by the slow policy.
-    pub(super) fn refuse_over_bound(
+    /// Runs a command of the connection's session sender with a link to its output: the
+    /// worker's masking keys for an outbound connection, and, if `compress` and the
+    /// connection negotiated it, the worker's compression engines.
+    #[inline]
+    pub(super) fn with_link<R>(
         &mut self,
         id: ConnId,
         conn: &mut Conn,
-        len: usize,
-    ) -> Option<SendStatus> {
-        let queued = conn.buffered_amount();
-        if queued == 0 || queued.saturating_add(len) <= self.send_bound {
-            return None;
+        compress: bool,
+        f: impl FnOnce(&mut Sender, &mut Link<'_>) -> R,
+    ) -> R {
+        let outbound = conn.outbound();
+        let Conn {
+            tx,
+            output,
+            deflate,
+            ..
+        } = conn;
+        let out = &mut output.get_or_insert_with(Default::default).out;
+        let keys = match outbound {
+            true => Some(&mut self.masks as &mut dyn sockeye_codec::session::MaskKeys),
+            false => None,
+        };
+        let bound = self.send_bound;
+        match deflate.as_deref_mut() {
+            Some(c) if compress => {
+                let mut scratch = self.deflate.take_out_scratch();
+                let mut engines = Compressor {
+                    conn: c,
+                    worker: &mut self.deflate,
+                    id,
+                };
+                let r = f(
+                    tx,
+                    &mut Link {
+                        out,
+                        keys,
+                        compress: Some(&mut engines),
+                        bound,
+                        scratch: Some(&mut scratch),
+                    },
+                );
+                self.deflate.put_out_scratch(scratch);
+                r
+            }
+            _ => f(
+                tx,
+                &mut Link {
+                    out,
+                    keys,
+                    compress: None,
+                    bound,
+                    scratch: None,
+                },
+            ),
         }
-        Some(match self.config.slow_policy {
-            SlowPolicy::Drop => {
-                WorkerStats::add(&self.stats().slow_skipped, 1);
+    }
+
+    /// What a send the session refused means for the application; past the hard bound, the
+    /// slow policy applies.
+    #[cold]
+    fn refused(&mut self, id: ConnId, conn: &mut Conn, e: SendError) -> SendStatus {
+        match e {
+            SendError::Full { .. } => match self.config.slow_policy {
+                SlowPolicy::Drop => {
+                    WorkerStats::add(&self.stats().slow_skipped, 1);
+                    SendStatus::Dropped
+                }
+                SlowPolicy::Close => {
+                    WorkerStats::add(&self.stats().slow_closed, 1);
+                    let close = Close {
+                        code: Some(CloseCode::POLICY_VIOLATION),
+                        reason: "send queue full",
+                    };
+                    self.start_close(id, conn, close);
+                    SendStatus::Closed
+                }
+            },
+            SendError::Closed => SendStatus::Closed,
+            // The handler API offers no streamed sends and cuts pings to 125 bytes, so no
+            // other refusal is reachable from it; should one happen, nothing was queued.
+            e => {
+                tracing::debug!(conn = ?id, error = %e, "send refused");
                 SendStatus::Dropped
             }
-            SlowPolicy::Close => {
-                WorkerStats::add(&self.stats().slow_closed, 1);
-                let close = Close {
-                    code: Some(CloseCode::POLICY_VIOLATION),
-                    reason: "send queue full",
-                };
-                self.start_close(id, conn, close);
-                SendStatus::Closed
-            }
-        })
+        }
     }
 
-    pub(crate) fn send_copy(
+    #[inline]
+    fn sent(&mut self, id: ConnId, conn: &mut Conn, r: Result<(), SendError>) -> SendStatus {
+        match r {
+            Ok(()) => self.after_queue(id, conn),
+            Err(e) => self.refused(id, conn, e),
+        }
+    }
+
+    /// Queues a whole data message, copied (or compressed) into the connection's output.
+    #[inline]
+    pub(crate) fn send_data(
         &mut self,
         id: ConnId,
         conn: &mut Conn,
-        op: OpCode,
+        kind: DataKind,
         payload: &[u8],
     ) -> SendStatus {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
-        if !op.is_control()
-            && let Some(refused) = self.refuse_over_bound(id, conn, payload.len())
-        {
-            return refused;
-        }
-        if conn.compresses(op, payload.len()) {
-            return self.send_compressed(id, conn, op, payload);
-        }
-        match conn.mask(self) {
-            None => put_frame(&mut conn.output().staged, op, payload),
-            Some(key) => put_masked_frame(&mut conn.output().staged, op, payload, key),
-        }
-        self.after_queue(id, conn)
+        let r = self.with_link(id, conn, true, |tx, link| tx.send(link, kind, payload));
+        self.sent(id, conn, r)
     }
 
-    /// Compresses `payload` into one frame with RSV1 (RFC 7692 §6).
-    pub(super) fn send_compressed(
+    /// Queues a ping or an unsolicited pong (never refused by the bounds).
+    pub(crate) fn send_control(
         &mut self,
         id: ConnId,
         conn: &mut Conn,
-        op: OpCode,
+        ping: bool,
         payload: &[u8],
     ) -> SendStatus {
-        let mask = conn.mask(self);
-        let mut buf = self.deflate.take_out_scratch();
-        let c = conn.deflate.as_deref_mut().expect("checked by the caller");
-        self.deflate.compress(id, c, payload, &mut buf);
-        let header = Header {
-            rsv1: true,
-            mask,
-            ..Header::new(op, buf.len() as u64)
-        };
-        put_frame_with(&mut conn.output().staged, &header, &buf);
-        self.deflate.put_out_scratch(buf);
-        self.after_queue(id, conn)
-    }
-
-    pub(crate) fn send_shared(&mut self, id: ConnId, conn: &mut Conn, frame: Bytes) -> SendStatus {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
-        if let Some(refused) = self.refuse_over_bound(id, conn, frame.len()) {
-            return refused;
-        }
-        self.queue_shared(id, conn, frame)
+        let r = self.with_link(id, conn, false, |tx, link| match ping {
+            true => tx.ping(link, payload),
+            false => tx.pong(link, payload),
+        });
+        self.sent(id, conn, r)
     }
 
-    /// Queues a shared frame on an open connection whose bounds the caller checked (a
-    /// broadcast delivery, which applies the lower backpressure bound itself).
-    pub(crate) fn queue_shared(&mut self, id: ConnId, conn: &mut Conn, frame: Bytes) -> SendStatus {
-        if let Some(key) = conn.mask(self) {
-            // A frame prepared for many is unmasked; a client sends its own masked copy.
-            let Ok(Status::Complete((h, hlen))) = Header::parse(&frame) else {
-                unreachable!("a prepared message holds one whole frame");
-            };
-            put_masked_frame(&mut conn.output().staged, h.opcode, &frame[hlen..], key);
-            return self.after_queue(id, conn);
+    /// Queues a prepared message: the shared frame itself (or, outbound, a masked copy).
+    #[inline]
+    pub(crate) fn send_prepared(
+        &mut self,
+        id: ConnId,
+        conn: &mut Conn,
+        msg: &Prepared,
+    ) -> SendStatus {
+        if conn.state != State::Open {
+            return SendStatus::Closed;
         }
-        conn.output().push(frame);
-        self.after_queue(id, conn)
+        let r = self.with_link(id, conn, false, |tx, link| tx.send_prepared(link, msg));
+        self.sent(id, conn, r)
     }
 
     /// Sends `payload` from its own buffer: only the header is written.
@@ -176,30 +250,30 @@ impl Io {
         &mut self,
         id: ConnId,
         conn: &mut Conn,
-        op: OpCode,
-        mut payload: Vec<u8>,
+        kind: DataKind,
+        payload: Vec<u8>,
     ) -> SendStatus {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
-        if let Some(refused) = self.refuse_over_bound(id, conn, payload.len()) {
-            return refused;
+        let r = self.with_link(id, conn, true, |tx, link| {
+            tx.send_owned(link, kind, payload)
+        });
+        self.sent(id, conn, r)
+    }
+
+    /// What the protocol answers to a received ping or close (the session's
+    /// `Sender::respond`): a pong, or our close frame with the peer's code.
+    pub(super) fn respond(&mut self, id: ConnId, conn: &mut Conn, event: &Incoming<'_>) {
+        if !matches!(conn.state, State::Open | State::Closing) {
+            return;
         }
-        if conn.compresses(op, payload.len()) {
-            return self.send_compressed(id, conn, op, &payload);
-        }
-        let mask = conn.mask(self);
-        let out = conn.output();
-        match mask {
-            None => put_header(&mut out.staged, op, payload.len()),
-            Some(key) => {
-                // Our own buffer: masked in place.
-                apply_mask(&mut payload, key, 0);
-                put_encoded_header(&mut out.staged, &masked_header(op, payload.len(), key));
+        if self.with_link(id, conn, false, |tx, link| tx.respond(link, event)) {
+            if matches!(event, Incoming::Close(_)) {
+                self.close_queued(id, conn);
             }
+            self.mark_dirty(id, conn);
         }
-        out.push(Bytes::from(payload));
-        self.after_queue(id, conn)
     }
 
     /// Queues our close frame and waits for the peer's (or the close timeout).
@@ -207,30 +281,40 @@ impl Io {
         if !matches!(conn.state, State::Open | State::Handshake) {
             return;
         }
-        let mut frame = [0u8; 6 + 125];
-        let mask = conn.mask(self);
         // Every caller passes a sendable code and a reason within the limit (the public
         // `WebSocket::close` checks); should one not, the close goes out without a code rather
         // than take the worker down.
-        let n = match sockeye_codec::encode_close(&mut frame, &close, mask) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "unsendable close frame; closing without a code");
-                let bare = Close {
-                    code: None,
-                    reason: "",
-                };
-                sockeye_codec::encode_close(&mut frame, &bare, mask).unwrap_or(0)
+        let queued = self.with_link(id, conn, false, |tx, link| {
+            match tx.close(link, close.code, close.reason) {
+                Ok(sent) => sent,
+                Err(e) => {
+                    tracing::error!(error = %e, "unsendable close frame; closing without a code");
+                    tx.close(link, None, "").unwrap_or(false)
+                }
             }
-        };
-        let slot = crate::hub::close_slot(close.code.map(u16::from));
+        });
+        if queued {
+            self.close_queued(id, conn);
+        }
+    }
+
+    /// Our close frame is queued: counted, the connection closing, the close deadline set.
+    fn close_queued(&mut self, id: ConnId, conn: &mut Conn) {
+        let code = conn.tx.sent_code().flatten();
+        let slot = crate::hub::close_slot(code.map(u16::from));
         WorkerStats::add(&self.stats().close_sent[slot], 1);
-        conn.sent_code = close.code.map_or(0, u16::from);
-        conn.output().staged.extend_from_slice(&frame[..n]);
         conn.state = State::Closing;
         self.mark_dirty(id, conn);
-        self.timers
-            .schedule(id.slot, id.epoch, TimerKind::Close, self.close_ticks);
+        conn.clock.closing(self.now);
+        self.schedule_session(id, conn);
+    }
+
+    /// Schedules the connection's next session deadline (keepalive, close) on the wheel.
+    pub(super) fn schedule_session(&mut self, id: ConnId, conn: &Conn) {
+        if let Some(left) = conn.clock.poll_timeout(self.now, &self.timeouts) {
+            self.timers
+                .schedule(id.slot, id.epoch, TimerKind::Session, ticks_ceil(left));
+        }
     }
 
     /// Shuts the socket down; the slot is freed once no request is in flight.
@@ -244,7 +328,7 @@ impl Io {
     }
 
     pub(crate) fn subprotocol(&self, id: ConnId, conn: &Conn) -> Option<&str> {
-        if conn.outbound {
+        if conn.outbound() {
             return self.client(id)?.protocol.as_deref();
         }
         let i = usize::from(conn.proto).checked_sub(1)?;

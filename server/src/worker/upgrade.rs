@@ -18,7 +18,7 @@ pub(super) fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, co
             match crate::http::respond(&io.config, &io.hub, &input.pending) {
                 Some(response) => {
                     WorkerStats::add(&io.stats().http_requests, 1);
-                    conn.output().staged.extend_from_slice(&response);
+                    conn.output().stage().extend_from_slice(&response);
                     finish_refused(io, id, conn);
                     return;
                 }
@@ -39,12 +39,12 @@ pub(super) fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, co
                 .expect("sized for the body");
             tracing::debug!(status, %body, "handshake refused");
             io.stats().refuse(Refusal::from_status(status));
-            conn.output().staged.extend_from_slice(&resp[..n]);
+            conn.output().stage().extend_from_slice(&resp[..n]);
             finish_refused(io, id, conn);
         }
         Ok((accepted, len)) => {
             WorkerStats::add(&io.stats().accepted, 1);
-            conn.output().staged.extend_from_slice(&accepted.response);
+            conn.output().stage().extend_from_slice(&accepted.response);
             io.mark_dirty(id, conn);
             conn.proto = accepted.proto;
             if let (Some(a), Some(config)) = (accepted.deflate, io.deflate.config) {
@@ -79,13 +79,13 @@ pub(super) fn open<H: Handler>(
     conn.state = State::Open;
     conn.live = true;
     WorkerStats::add(&io.stats().connections, 1);
-    io.timers
-        .schedule(id.slot, id.epoch, TimerKind::Idle, io.idle_ticks);
-    if !conn.outbound {
+    conn.clock = Clock::new(io.now);
+    io.schedule_session(id, conn);
+    if !conn.outbound() {
         std::mem::swap(&mut io.request, pending);
     }
     call(handler, io, id, conn, |h, ws| h.on_open(ws));
-    if !conn.outbound {
+    if !conn.outbound() {
         std::mem::swap(&mut io.request, pending);
         io.request.clear();
     }

@@ -673,7 +673,7 @@ impl Conn {
     /// The peer's close frame arrived: answer it (echoing its code, §5.5.1), wait for the
     /// server to drop the connection (§7.1.1: the server closes TCP first), and stop.
     fn peer_closed(&mut self, closed: CloseError) -> Error {
-        let _ = lock(&self.writer.shared.out).send_close(closed.code, "");
+        let _ = lock(&self.writer.shared.out).answer_close(closed.code);
         {
             let mut peer = lock(&self.writer.shared.peer);
             peer.close_received = true;

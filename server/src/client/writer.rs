@@ -9,10 +9,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use sockeye_codec::{
-    Close, CloseCode, DataKind, EncodeError, Header, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode,
-    apply_mask,
-};
+use sockeye_codec::session::{Compress, Deflating, Fragment, Link, Outgoing, SendError, Sender};
+use sockeye_codec::{CloseCode, DataKind, Role};
 
 use sockeye_codec::deflate::{PerMessageDeflate, Pool};
 
@@ -21,9 +19,6 @@ use crate::masks::MaskKeys;
 
 /// How long a close handshake waits for the peer's close frame (coder/websocket's 5 s).
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Payload bytes masked and written per `write` call for large messages.
-const CHUNK: usize = 64 << 10;
 
 /// The default fragment size of [`Writer::next_writer`].
 pub const DEFAULT_FRAGMENT: usize = 16 << 10;
@@ -50,10 +45,10 @@ impl Shared {
     pub(super) fn answer_ping(&self, payload: &[u8]) {
         match self.out.try_lock() {
             Ok(mut out) => {
-                let _ = out.send_control_if_open(payload);
+                let _ = out.send_pong_if_open(payload);
             }
             Err(std::sync::TryLockError::Poisoned(p)) => {
-                let _ = p.into_inner().send_control_if_open(payload);
+                let _ = p.into_inner().send_pong_if_open(payload);
             }
             Err(std::sync::TryLockError::WouldBlock) => {
                 *lock(&self.pending_pong) = Some(payload.to_vec());
@@ -69,7 +64,7 @@ impl Shared {
     /// between frames.
     fn flush_pong(&self, out: &mut Out) {
         if let Some(p) = lock(&self.pending_pong).take() {
-            let _ = out.send_control_if_open(&p);
+            let _ = out.send_pong_if_open(&p);
         }
     }
 }
@@ -85,15 +80,15 @@ pub(super) struct PeerState {
     pub(super) close_received: bool,
 }
 
-/// The sending side, behind the shared lock.
+/// The sending side, behind the shared lock: the session's sender frames (masking with keys
+/// from the operating system, compressing), this writes what it queued.
 pub(super) struct Out {
     stream: TcpStream,
-    /// Header and masked payload of the frame being sent.
-    buf: Vec<u8>,
+    tx: Sender,
+    out: Outgoing,
     rng: MaskKeys,
     /// The thread whose streamed message is open (its non-final fragments are out).
     streaming: Option<ThreadId>,
-    close_sent: bool,
     /// A write failed: the stream is in an unknown state and nothing more is sent.
     broken: bool,
     deadline: Option<Instant>,
@@ -133,10 +128,10 @@ impl Out {
                 })
             }),
             stream,
-            buf: Vec::with_capacity(MAX_HEADER_LEN + 1024),
+            tx: Sender::new(Role::Client),
+            out: Outgoing::new(),
             rng: MaskKeys::new(),
             streaming: None,
-            close_sent: false,
             broken: false,
             deadline: None,
             timeout_set: false,
@@ -144,35 +139,11 @@ impl Out {
         }
     }
 
-    /// Sends one frame, masking a copy of `payload` in the staging buffer.
-    fn send(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), Error> {
-        self.send_frame(opcode, fin, false, payload)
-    }
-
-    /// Sends a whole data message, compressed into one frame if it reaches the threshold.
-    fn send_message(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
-        let Some(mut d) = self.deflate.take() else {
-            return self.send(opcode, true, payload);
-        };
-        let sent = if d.pmd.should_compress(payload.len()) {
-            d.pmd.compress(payload, &mut d.out, &mut d.pool);
-            let r = self.send_frame(opcode, true, true, &d.out);
-            d.clear();
-            r
-        } else {
-            self.send(opcode, true, payload)
-        };
-        self.deflate = Some(d);
-        sent
-    }
-
-    /// Sends one frame with RSV1 as given.
-    fn send_frame(
+    /// Runs a sender command (with compression if `compress`), then writes what it queued.
+    fn command(
         &mut self,
-        opcode: OpCode,
-        fin: bool,
-        rsv1: bool,
-        payload: &[u8],
+        compress: bool,
+        f: impl FnOnce(&mut Sender, &mut Link<'_>) -> Result<(), SendError>,
     ) -> Result<(), Error> {
         if self.broken {
             return Err(Error::Io(io::Error::new(
@@ -180,40 +151,45 @@ impl Out {
                 "an earlier write failed",
             )));
         }
-        let key = self.rng.next_key();
-        let header = Header {
-            fin,
-            rsv1,
-            mask: Some(key),
-            ..Header::new(opcode, payload.len() as u64)
+        let mut d = if compress { self.deflate.take() } else { None };
+        let queued = {
+            let (mut engines, scratch) = match d.as_deref_mut() {
+                Some(TxDeflate { pmd, pool, out }) => {
+                    (Some(Deflating { state: pmd, pool }), Some(out))
+                }
+                None => (None, None),
+            };
+            let mut link = Link {
+                out: &mut self.out,
+                keys: Some(&mut self.rng),
+                compress: engines.as_mut().map(|e| e as &mut dyn Compress),
+                bound: usize::MAX,
+                scratch,
+            };
+            f(&mut self.tx, &mut link)
         };
-        let first = payload.len().min(CHUNK);
-        self.buf.clear();
-        self.buf.resize(MAX_HEADER_LEN, 0);
-        let hlen = header.encode(&mut self.buf).map_err(Error::Invalid)?;
-        self.buf.truncate(hlen);
-        self.buf.extend_from_slice(&payload[..first]);
-        let mut phase = apply_mask(&mut self.buf[hlen..], key, 0);
-        self.write_buf()?;
-        for rest in payload[first..].chunks(CHUNK) {
-            self.buf.clear();
-            self.buf.extend_from_slice(rest);
-            phase = apply_mask(&mut self.buf, key, phase);
-            if let Err(e) = self.write_buf() {
-                // Even a deadline that passed before this piece leaves a frame half sent.
-                self.broken = true;
-                return Err(e);
-            }
+        if let Some(mut d) = d {
+            d.clear();
+            self.deflate = Some(d);
         }
-        Ok(())
+        queued.map_err(send_error)?;
+        self.write_queued()
     }
 
-    fn write_buf(&mut self) -> Result<(), Error> {
+    /// Writes everything queued, under the write deadline.
+    fn write_queued(&mut self) -> Result<(), Error> {
+        self.out.seal();
         let timeout = match self.deadline {
             Some(d) => Some(
                 d.checked_duration_since(Instant::now())
                     .filter(|t| !t.is_zero())
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "write deadline"))?,
+                    .ok_or_else(|| {
+                        // The session counts these frames as sent (a close, a fragment): the
+                        // stream can carry nothing after them.
+                        self.broken = true;
+                        self.out.clear();
+                        io::Error::new(io::ErrorKind::TimedOut, "write deadline")
+                    })?,
             ),
             None => None,
         };
@@ -221,30 +197,35 @@ impl Out {
             self.stream.set_write_timeout(timeout)?;
             self.timeout_set = timeout.is_some();
         }
-        if let Err(e) = self.stream.write_all(&self.buf) {
-            // Part of a frame may be out: the stream cannot carry another frame.
-            self.broken = true;
-            return Err(Error::Io(deadline_error(e)));
+        while let Some(chunk) = self.out.pop() {
+            if let Err(e) = self.stream.write_all(&chunk) {
+                // Part of a frame may be out: the stream cannot carry another frame.
+                self.broken = true;
+                self.out.clear();
+                return Err(Error::Io(deadline_error(e)));
+            }
         }
         Ok(())
     }
 
-    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
-        if payload.len() > MAX_CONTROL_PAYLOAD {
-            return Err(Error::Invalid(EncodeError::ControlFrameTooLong));
-        }
-        if self.close_sent {
-            return Err(Error::CloseSent);
-        }
-        self.send(opcode, true, payload)
+    /// Sends a whole data message, compressed into one frame if it reaches the threshold.
+    fn send_message(&mut self, kind: DataKind, payload: &[u8]) -> Result<(), Error> {
+        self.command(true, |tx, link| tx.send(link, kind, payload))
+    }
+
+    fn send_control(&mut self, ping: bool, payload: &[u8]) -> Result<(), Error> {
+        self.command(false, |tx, link| match ping {
+            true => tx.ping(link, payload),
+            false => tx.pong(link, payload),
+        })
     }
 
     /// Answers a ping, unless our close frame is out (then no frame may follow it).
-    pub(super) fn send_control_if_open(&mut self, ping: &[u8]) -> Result<(), Error> {
-        if self.close_sent {
+    pub(super) fn send_pong_if_open(&mut self, ping: &[u8]) -> Result<(), Error> {
+        if self.tx.close_sent() {
             return Ok(());
         }
-        self.send(OpCode::Pong, true, ping)
+        self.send_control(false, ping)
     }
 
     /// Sends a close frame unless one was sent; returns whether this call sent it.
@@ -253,20 +234,31 @@ impl Out {
         code: Option<CloseCode>,
         reason: &str,
     ) -> Result<bool, Error> {
-        if self.close_sent {
-            return Ok(false);
-        }
-        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
-        let n = Close { code, reason }
-            .encode(&mut payload)
-            .map_err(Error::Invalid)?;
-        self.send(OpCode::Close, true, &payload[..n])?;
-        self.close_sent = true;
-        Ok(true)
+        let mut sent = false;
+        self.command(false, |tx, link| {
+            sent = tx.close(link, code, reason)?;
+            Ok(())
+        })?;
+        Ok(sent)
+    }
+
+    /// Answers the peer's close frame with its code (§5.5.1) unless we closed first.
+    pub(super) fn answer_close(&mut self, peer: Option<CloseCode>) -> Result<(), Error> {
+        self.command(false, |tx, link| tx.answer_close(link, peer).map(drop))
     }
 
     pub(super) fn close_sent(&self) -> bool {
-        self.close_sent
+        self.tx.close_sent()
+    }
+}
+
+/// What a refused send means to a client's caller.
+fn send_error(e: SendError) -> Error {
+    match e {
+        SendError::Closed => Error::CloseSent,
+        SendError::MessageInProgress => Error::MessageInProgress,
+        SendError::Encode(e) => Error::Invalid(e),
+        e => Error::Io(io::Error::other(e.to_string())),
     }
 }
 
@@ -330,10 +322,7 @@ impl Writer {
 
     fn send_data(&self, kind: DataKind, data: &[u8]) -> Result<(), Error> {
         let mut out = self.data_channel()?;
-        if out.close_sent {
-            return Err(Error::CloseSent);
-        }
-        let sent = out.send_message(opcode(kind), data);
+        let sent = out.send_message(kind, data);
         self.shared.flush_pong(&mut out);
         sent
     }
@@ -359,7 +348,7 @@ impl Writer {
         fragment: usize,
     ) -> Result<MessageWriter, Error> {
         let mut out = self.data_channel()?;
-        if out.close_sent {
+        if out.close_sent() {
             return Err(Error::CloseSent);
         }
         out.streaming = Some(std::thread::current().id());
@@ -369,7 +358,6 @@ impl Writer {
             kind,
             buf: Vec::with_capacity(fragment.clamp(1, 1 << 20)),
             fragment: fragment.max(1),
-            started: false,
             done: false,
         })
     }
@@ -396,7 +384,7 @@ impl Writer {
             let mut out = lock(&self.shared.out);
             out.pings_sent += 1;
             let seq = out.pings_sent;
-            out.send_control(OpCode::Ping, &seq.to_be_bytes())?;
+            out.send_control(true, &seq.to_be_bytes())?;
             self.shared.flush_pong(&mut out);
             seq
         };
@@ -416,12 +404,12 @@ impl Writer {
 
     /// Sends a ping with `payload` (≤125 bytes) and does not wait.
     pub fn send_ping(&self, payload: &[u8]) -> Result<(), Error> {
-        lock(&self.shared.out).send_control(OpCode::Ping, payload)
+        lock(&self.shared.out).send_control(true, payload)
     }
 
     /// Sends an unsolicited pong with `payload` (≤125 bytes), e.g. as a heartbeat.
     pub fn send_pong(&self, payload: &[u8]) -> Result<(), Error> {
-        lock(&self.shared.out).send_control(OpCode::Pong, payload)
+        lock(&self.shared.out).send_control(false, payload)
     }
 
     /// Starts the close handshake with `code` and `reason` (≤123 bytes) and waits up to 5 s for
@@ -498,8 +486,6 @@ pub struct MessageWriter {
     kind: DataKind,
     buf: Vec<u8>,
     fragment: usize,
-    /// The first fragment (with the message's opcode) is out.
-    started: bool,
     done: bool,
 }
 
@@ -530,27 +516,28 @@ impl MessageWriter {
         result
     }
 
-    /// The opcode of the next frame: the message's first, continuations after.
-    fn opcode(&self) -> OpCode {
-        if self.started {
-            OpCode::Continuation
-        } else {
-            opcode(self.kind)
-        }
-    }
-
-    /// Sends what is buffered as a fragment (the last if `fin`). With compression the bytes
-    /// go through the compressor, and a frame leaves once `fragment` bytes of output have
-    /// gathered, at the end, or on `flush` (a sync flush of everything written so far).
+    /// Sends what is buffered as a fragment (the last if `fin`); the session's sender gives
+    /// the first its opcode (and RSV1 when compressed) and the rest continuations. With
+    /// compression the bytes go through the compressor, and a frame leaves once `fragment`
+    /// bytes of output have gathered, at the end, or on `flush` (a sync flush of everything
+    /// written so far).
     fn send_fragment(&mut self, fin: bool, flush: bool) -> Result<(), Error> {
-        let op = self.opcode();
+        let kind = self.kind;
         let mut out = lock(&self.shared.out);
-        if out.close_sent {
+        if out.close_sent() {
             return Err(Error::CloseSent);
         }
         let sent = match out.deflate.take() {
             None if flush && self.buf.is_empty() => return Ok(()), // nothing to send
-            None => out.send(op, fin, &self.buf),
+            None => {
+                let buf = &self.buf;
+                let f = Fragment {
+                    kind,
+                    fin,
+                    compressed: false,
+                };
+                out.command(false, |tx, link| tx.fragment(link, f, buf))
+            }
             Some(mut d) => {
                 d.pmd.compress_part(&self.buf, fin, &mut d.out, &mut d.pool);
                 if flush {
@@ -558,24 +545,23 @@ impl MessageWriter {
                 }
                 let due = fin || d.out.len() >= self.fragment || (flush && !d.out.is_empty());
                 let sent = if due {
-                    let r = out.send_frame(op, fin, !self.started, &d.out);
+                    let f = Fragment {
+                        kind,
+                        fin,
+                        compressed: true,
+                    };
+                    let r = out.command(false, |tx, link| tx.fragment(link, f, &d.out));
                     d.clear();
                     r
                 } else {
                     Ok(())
                 };
                 out.deflate = Some(d);
-                if !due {
-                    self.buf.clear();
-                    self.shared.flush_pong(&mut out);
-                    return Ok(());
-                }
                 sent
             }
         };
         self.shared.flush_pong(&mut out);
         sent?;
-        self.started = true;
         self.buf.clear();
         Ok(())
     }
@@ -610,13 +596,6 @@ impl Write for MessageWriter {
 impl Drop for MessageWriter {
     fn drop(&mut self) {
         let _ = self.finish_inner();
-    }
-}
-
-fn opcode(kind: DataKind) -> OpCode {
-    match kind {
-        DataKind::Text => OpCode::Text,
-        DataKind::Binary => OpCode::Binary,
     }
 }
 

@@ -23,7 +23,6 @@
 
 #![allow(unsafe_code)]
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 
@@ -220,20 +219,19 @@ impl Ring {
         }
         // The queue takes ownership of what the kernel will read: nothing the session does to
         // `out` meanwhile can touch it.
-        while q.frames.len() < MAX_IOV {
+        let mut frames = q.frames.frames();
+        while frames < MAX_IOV {
             match out.pop() {
                 Some(b) => q.push(b),
                 None => break,
             }
+            frames += 1;
         }
-        if q.queued == 0 {
+        if q.queued() == 0 {
             return Ok(false);
         }
         q.iov.clear();
-        let mut skip = q.head_offset;
-        for b in q.frames.iter().take(MAX_IOV) {
-            let part = &b[skip..];
-            skip = 0;
+        for part in q.frames.chunks().take(MAX_IOV) {
             q.iov.push(libc::iovec {
                 iov_base: part.as_ptr() as *mut _,
                 iov_len: part.len(),
@@ -539,14 +537,11 @@ impl Drop for BufRing {
 }
 
 /// The frames of one connection's send in flight (or its unsent rest), taken from the
-/// session's `Outgoing` queue, and the iovecs pointing at them.
+/// session's `Outgoing` queue into one of its own, and the iovecs pointing at them.
 #[derive(Default)]
 pub(crate) struct SendQueue {
-    frames: VecDeque<Bytes>,
-    /// Bytes of `frames[0]` already sent.
-    head_offset: usize,
-    /// Unsent bytes in all.
-    queued: usize,
+    /// Only sealed frames, only appended between sends, advanced by completions.
+    frames: Outgoing,
     iov: Vec<libc::iovec>,
     /// The header of the send in flight (boxed: its address is given to the kernel).
     msg: Option<Box<MsgHdr>>,
@@ -560,16 +555,12 @@ impl SendQueue {
     /// Appends a frame (only between sends: never while one is in flight).
     fn push(&mut self, frame: Bytes) {
         debug_assert!(!self.in_flight);
-        if frame.is_empty() {
-            return;
-        }
-        self.queued += frame.len();
-        self.frames.push_back(frame);
+        self.frames.push(frame);
     }
 
     /// Unsent bytes.
     pub(crate) fn queued(&self) -> usize {
-        self.queued
+        self.frames.sealed()
     }
 
     /// Whether a send is in flight.
@@ -580,22 +571,7 @@ impl SendQueue {
     /// Records that the kernel sent `n` bytes of the send in flight.
     pub(crate) fn complete(&mut self, n: usize) {
         self.in_flight = false;
-        let mut n = n.min(self.queued);
-        self.queued -= n;
-        while n > 0 {
-            let head = self
-                .frames
-                .front()
-                .map_or(0, |b| b.len() - self.head_offset);
-            if n >= head {
-                n -= head;
-                self.frames.pop_front();
-                self.head_offset = 0;
-            } else {
-                self.head_offset += n;
-                n = 0;
-            }
-        }
+        self.frames.advance(n);
         if self.frames.is_empty() {
             self.iov = Vec::new();
             self.msg = None;
@@ -661,15 +637,20 @@ mod tests {
         q.push(Bytes::from_static(b"hello"));
         q.push(Bytes::from_static(b""));
         q.push(Bytes::from_static(b" world"));
-        assert_eq!(q.queued(), 11);
+        assert_eq!((q.queued(), q.frames.frames()), (11, 2));
         q.in_flight = true;
         q.complete(3);
-        assert_eq!((q.queued(), q.head_offset, q.frames.len()), (8, 3, 2));
+        let rest: Vec<&[u8]> = q.frames.chunks().collect();
+        assert_eq!((q.queued(), rest), (8, vec![&b"lo"[..], b" world"]));
         q.in_flight = true;
         q.complete(4);
-        assert_eq!((q.queued(), q.head_offset, q.frames.len()), (4, 2, 1));
+        assert_eq!((q.queued(), q.frames.frames()), (4, 1));
         q.in_flight = true;
         q.complete(4);
-        assert_eq!((q.queued(), q.frames.len(), q.in_flight()), (0, 0, false));
+        assert_eq!(
+            (q.queued(), q.frames.frames(), q.in_flight()),
+            (0, 0, false)
+        );
+        assert!(q.iov.capacity() == 0 && q.msg.is_none());
     }
 }

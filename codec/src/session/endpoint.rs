@@ -178,20 +178,20 @@ impl Session {
         v
     }
 
-    fn link<'a>(
-        out: &'a mut Outgoing,
-        keys: &'a mut Option<Box<dyn MaskKeys + Send>>,
-        compress: Option<&'a mut dyn Compress>,
-        scratch: &'a mut Vec<u8>,
-        bound: usize,
-    ) -> Link<'a> {
-        Link {
-            out,
-            keys: keys.as_deref_mut().map(|k| k as &mut dyn MaskKeys),
-            compress,
-            bound,
-            scratch: Some(scratch),
-        }
+    /// Runs a sender command with a link to this session's queue, keys and bound.
+    fn command<R>(
+        &mut self,
+        compress: Option<&mut dyn Compress>,
+        f: impl FnOnce(&mut Sender, &mut Link<'_>) -> R,
+    ) -> R {
+        let mut link = Link {
+            out: &mut self.out,
+            keys: self.keys.as_deref_mut().map(|k| k as &mut dyn MaskKeys),
+            compress: compress.map(|c| c as &mut dyn Compress),
+            bound: self.bound,
+            scratch: Some(&mut self.scratch),
+        };
+        f(&mut self.tx, &mut link)
     }
 
     /// Decodes one frame (or the part of one that arrived) from the front of `buf`, like
@@ -213,16 +213,9 @@ impl Session {
         let mut got = match self.rx.receive(buf, scratch, inflate) {
             Ok(got) => got,
             Err(e) => {
-                let mut link = Self::link(
-                    &mut self.out,
-                    &mut self.keys,
-                    None,
-                    &mut self.scratch,
-                    self.bound,
-                );
+                let code = e.close_code();
                 if self
-                    .tx
-                    .close(&mut link, Some(e.close_code()), "")
+                    .command(None, |tx, link| tx.close(link, Some(code), ""))
                     .unwrap_or(false)
                 {
                     self.ours = Some((Some(e.close_code()), String::new()));
@@ -236,14 +229,7 @@ impl Session {
         };
         match event {
             Incoming::Ping(_) | Incoming::Close(_) => {
-                let mut link = Self::link(
-                    &mut self.out,
-                    &mut self.keys,
-                    None,
-                    &mut self.scratch,
-                    self.bound,
-                );
-                self.tx.respond(&mut link, event);
+                self.command(None, |tx, link| tx.respond(link, event));
                 if let Incoming::Close(c) = event {
                     self.ended = Some(match self.ours.take() {
                         Some((code, reason)) => Ended {
@@ -280,14 +266,7 @@ impl Session {
         payload: &[u8],
         compress: Option<&mut dyn Compress>,
     ) -> Result<(), SendError> {
-        let mut link = Self::link(
-            &mut self.out,
-            &mut self.keys,
-            compress.map(|c| c as &mut dyn Compress),
-            &mut self.scratch,
-            self.bound,
-        );
-        self.tx.send(&mut link, kind, payload)
+        self.command(compress, |tx, link| tx.send(link, kind, payload))
     }
 
     /// Queues a whole message from its own buffer (see [`Sender::send_owned`]).
@@ -297,50 +276,22 @@ impl Session {
         payload: Vec<u8>,
         compress: Option<&mut dyn Compress>,
     ) -> Result<(), SendError> {
-        let mut link = Self::link(
-            &mut self.out,
-            &mut self.keys,
-            compress.map(|c| c as &mut dyn Compress),
-            &mut self.scratch,
-            self.bound,
-        );
-        self.tx.send_owned(&mut link, kind, payload)
+        self.command(compress, |tx, link| tx.send_owned(link, kind, payload))
     }
 
     /// Queues a prepared frame (see [`Sender::send_prepared`]).
     pub fn send_prepared(&mut self, msg: &Prepared) -> Result<(), SendError> {
-        let mut link = Self::link(
-            &mut self.out,
-            &mut self.keys,
-            None,
-            &mut self.scratch,
-            self.bound,
-        );
-        self.tx.send_prepared(&mut link, msg)
+        self.command(None, |tx, link| tx.send_prepared(link, msg))
     }
 
     /// Queues a fragment of a streamed message (see [`Sender::fragment`]).
     pub fn fragment(&mut self, fragment: Fragment, payload: &[u8]) -> Result<(), SendError> {
-        let mut link = Self::link(
-            &mut self.out,
-            &mut self.keys,
-            None,
-            &mut self.scratch,
-            self.bound,
-        );
-        self.tx.fragment(&mut link, fragment, payload)
+        self.command(None, |tx, link| tx.fragment(link, fragment, payload))
     }
 
     /// Queues a ping.
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        let mut link = Self::link(
-            &mut self.out,
-            &mut self.keys,
-            None,
-            &mut self.scratch,
-            self.bound,
-        );
-        self.tx.ping(&mut link, payload)
+        self.command(None, |tx, link| tx.ping(link, payload))
     }
 
     /// Queues our close frame at `now` (see [`Sender::close`]); the close deadline starts.
@@ -350,14 +301,7 @@ impl Session {
         reason: &str,
         now: Duration,
     ) -> Result<bool, SendError> {
-        let mut link = Self::link(
-            &mut self.out,
-            &mut self.keys,
-            None,
-            &mut self.scratch,
-            self.bound,
-        );
-        let sent = self.tx.close(&mut link, code, reason)?;
+        let sent = self.command(None, |tx, link| tx.close(link, code, reason))?;
         if sent {
             self.ours = Some((code, reason.into()));
             self.clock.closing(now);

@@ -61,6 +61,12 @@ impl Outgoing {
         self.sealed
     }
 
+    /// Sealed frames waiting (each a buffer of its own; what a vectored write needs iovecs for).
+    #[must_use]
+    pub fn frames(&self) -> usize {
+        self.frames.len()
+    }
+
     /// Bytes staged since the last [`Outgoing::seal`].
     #[must_use]
     pub fn staged(&self) -> usize {

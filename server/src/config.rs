@@ -221,8 +221,8 @@ impl Config {
         self
     }
 
-    /// Silence after which the server pings; after as long again without a pong it closes
-    /// with 1001.
+    /// Silence after which the server pings; after as long again without a pong (or any other
+    /// byte) it closes with 1001. Zero turns the keepalive off.
     pub fn idle_timeout(mut self, t: Duration) -> Self {
         self.idle_timeout = t;
         self

@@ -115,7 +115,7 @@ struct ServeArgs {
     /// Time allowed for the upgrade request (e.g. 10s, 500ms).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     handshake_timeout: Duration,
-    /// Silence before a ping; as long again without a pong closes with 1001.
+    /// Silence before a ping; as long again without a pong closes with 1001 (0: no keepalive).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     idle_timeout: Duration,
     /// Bytes queued for sending per connection before backpressure applies.

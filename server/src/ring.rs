@@ -26,7 +26,6 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use bytes::Bytes;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use sockeye_codec::session::Outgoing;
 
@@ -219,14 +218,7 @@ impl Ring {
         }
         // The queue takes ownership of what the kernel will read: nothing the session does to
         // `out` meanwhile can touch it.
-        let mut frames = q.frames.frames();
-        while frames < MAX_IOV {
-            match out.pop() {
-                Some(b) => q.push(b),
-                None => break,
-            }
-            frames += 1;
-        }
+        out.move_sealed(&mut q.frames);
         if q.queued() == 0 {
             return Ok(false);
         }
@@ -553,7 +545,8 @@ struct MsgHdr(libc::msghdr);
 
 impl SendQueue {
     /// Appends a frame (only between sends: never while one is in flight).
-    fn push(&mut self, frame: Bytes) {
+    #[cfg(test)]
+    fn push(&mut self, frame: bytes::Bytes) {
         debug_assert!(!self.in_flight);
         self.frames.push(frame);
     }
@@ -630,6 +623,7 @@ pub(crate) fn raise_fd_limit() -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn send_queue_accounts_partial_sends() {

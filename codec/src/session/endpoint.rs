@@ -49,8 +49,9 @@ pub struct Ended {
 
 impl Sender {
     /// What the protocol answers to a received event, queued on `link`: a pong for a ping
-    /// (RFC 6455 §5.5.2; none once our close is out) and our close for the peer's (§5.5.1;
-    /// none if we closed first). Returns whether a frame was queued.
+    /// (RFC 6455 §5.5.2; none once our close is out, nor while the queue is past its bound:
+    /// §5.5.3 lets an endpoint skip pongs) and our close for the peer's (§5.5.1; none if we
+    /// closed first). Returns whether a frame was queued.
     pub fn respond(&mut self, link: &mut Link<'_>, event: &Incoming<'_>) -> bool {
         match event {
             Incoming::Ping(p) => self.pong(link, p).is_ok(),

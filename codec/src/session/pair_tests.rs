@@ -178,6 +178,11 @@ impl Pair {
         panic!("the pair never settled");
     }
 
+    /// Moves the client's output to the server without letting either receive.
+    fn carry_to_server(&mut self) {
+        Self::carry(&mut self.client, &mut self.server, usize::MAX);
+    }
+
     fn carry(from: &mut Side, to: &mut Side, mtu: usize) -> bool {
         if from.gone {
             return false;
@@ -458,7 +463,7 @@ fn the_transport_ending_first_is_1006() {
 }
 
 #[test]
-fn the_hard_bound_refuses_data_never_control_frames() {
+fn the_hard_bound_refuses_data_and_a_ping_flood_never_the_close() {
     let mut p = Pair::new(Config::default(), Timeouts::default());
     p.server.s.set_send_bound(100);
     p.server.send(DataKind::Binary, &[0; 60]).unwrap();
@@ -469,16 +474,35 @@ fn the_hard_bound_refuses_data_never_control_frames() {
             len: 60
         })
     );
+    // A pong still fits behind data up to the bound.
     p.server.s.ping(b"p").unwrap();
-    let queued = p.server.s.outgoing().queued();
-    assert!(queued <= 100 + 2 + 125, "{queued}");
     p.pump();
+    assert_eq!(p.client.messages(), [(false, vec![0; 60])]);
     // An empty queue takes one message larger than the bound.
     p.server.send(DataKind::Binary, &[1; 500]).unwrap();
+    // A client that pings and never reads: the server answers none of them past the bound.
+    for _ in 0..1000 {
+        p.client.s.ping(b"flood").unwrap();
+    }
+    p.carry_to_server();
+    p.server.receive(p.now);
+    let queued = p.server.s.outgoing().queued();
+    assert_eq!(queued, 504, "the 500-byte message, and no pong");
+    // The close still goes out.
+    assert!(
+        p.server
+            .s
+            .close(Some(CloseCode::NORMAL), "", p.now)
+            .unwrap()
+    );
     p.pump();
     assert_eq!(
         p.client.messages(),
         [(false, vec![0; 60]), (false, vec![1; 500])]
+    );
+    assert_eq!(
+        p.client.got.last(),
+        Some(&Got::Close(Some(1000), String::new()))
     );
 }
 

@@ -51,29 +51,34 @@ impl Outgoing {
 
     /// Whether nothing waits to be written.
     #[must_use]
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.queued() == 0
     }
 
     /// Unwritten bytes sealed for writing (what [`Outgoing::chunks`] yields).
     #[must_use]
+    #[inline]
     pub fn sealed(&self) -> usize {
         self.sealed
     }
 
     /// Sealed frames waiting (each a buffer of its own; what a vectored write needs iovecs for).
     #[must_use]
+    #[inline]
     pub fn frames(&self) -> usize {
         self.frames.len()
     }
 
     /// Bytes staged since the last [`Outgoing::seal`].
     #[must_use]
+    #[inline]
     pub fn staged(&self) -> usize {
         self.staged.len()
     }
 
     /// The staging buffer, for a driver that frames into it itself.
+    #[inline]
     pub fn stage(&mut self) -> &mut BytesMut {
         &mut self.staged
     }
@@ -102,6 +107,7 @@ impl Outgoing {
     }
 
     /// The sealed, unwritten bytes in order, as slices for one vectored write.
+    #[inline]
     pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let mut skip = self.head_offset;
         self.frames.iter().map(move |b| {
@@ -113,6 +119,7 @@ impl Outgoing {
 
     /// Takes the next sealed, unwritten frame (or the unwritten rest of it) out of the queue,
     /// for a driver that must own what its transport is still reading (io_uring).
+    #[inline]
     pub fn pop(&mut self) -> Option<Bytes> {
         let mut b = self.frames.pop_front()?;
         let skip = core::mem::take(&mut self.head_offset);
@@ -123,7 +130,25 @@ impl Outgoing {
         Some(b)
     }
 
+    /// Moves every sealed, unwritten frame to the back of `to` (what a driver that must own
+    /// the bytes its transport reads takes at submission). Into an empty `to` this swaps the
+    /// queues' storage (no frame moved, nothing allocated). The staged frames stay here.
+    #[inline]
+    pub fn move_sealed(&mut self, to: &mut Outgoing) {
+        to.seal();
+        if to.frames.is_empty() {
+            core::mem::swap(&mut self.frames, &mut to.frames);
+            to.head_offset = core::mem::take(&mut self.head_offset);
+            to.sealed = core::mem::take(&mut self.sealed);
+            return;
+        }
+        while let Some(b) = self.pop() {
+            to.push(b);
+        }
+    }
+
     /// Records that the transport took the first `n` sealed bytes (at most [`Outgoing::sealed`]).
+    #[inline]
     pub fn advance(&mut self, n: usize) {
         let mut n = n.min(self.sealed);
         self.sealed -= n;
@@ -161,6 +186,7 @@ impl Outgoing {
             + self.sealed
     }
 
+    #[inline]
     fn put_header(&mut self, header: &Header) {
         let mut buf = [0u8; MAX_HEADER_LEN];
         // A header encodes into `MAX_HEADER_LEN` bytes whatever its fields.
@@ -316,7 +342,9 @@ pub struct Link<'a> {
     pub compress: Option<&'a mut dyn Compress>,
     /// The hard bound on [`Outgoing::queued`]: a data message that would take the queue past
     /// it is refused ([`SendError::Full`]), unless the queue is empty (so one message larger
-    /// than the bound can still be sent). Control frames are never refused by it.
+    /// than the bound can still be sent). A ping or pong is refused only once the queue is
+    /// already past it (so a pong still fits behind data up to the bound, and a peer's ping
+    /// flood cannot grow the queue); the close frame never is.
     pub bound: usize,
     /// A buffer for compressed output (kept by the driver between calls).
     pub scratch: Option<&'a mut Vec<u8>>,
@@ -456,12 +484,14 @@ impl Sender {
 
     /// The role this sender frames for.
     #[must_use]
+    #[inline]
     pub const fn role(&self) -> Role {
         self.role
     }
 
     /// Whether our close frame is queued.
     #[must_use]
+    #[inline]
     pub const fn close_sent(&self) -> bool {
         self.sent != NOT_SENT
     }
@@ -482,6 +512,7 @@ impl Sender {
         self.streaming.is_some()
     }
 
+    #[inline]
     fn key(&self, link: &mut Link<'_>) -> Result<Option<[u8; 4]>, SendError> {
         match self.role {
             Role::Server => Ok(None),
@@ -623,14 +654,14 @@ impl Sender {
             Some(kind) if kind == fragment.kind => false,
             Some(_) => return Err(SendError::MessageInProgress),
         };
-        if first {
-            let queued = link.out.queued();
-            if queued != 0 && queued.saturating_add(payload.len()) > link.bound {
-                return Err(SendError::Full {
-                    queued,
-                    len: payload.len(),
-                });
-            }
+        // Every fragment is held to the bound (a refused one may be sent again once the
+        // queue drained; the message stays open meanwhile).
+        let queued = link.out.queued();
+        if queued != 0 && queued.saturating_add(payload.len()) > link.bound {
+            return Err(SendError::Full {
+                queued,
+                len: payload.len(),
+            });
         }
         let header = Header {
             fin: fragment.fin,
@@ -651,7 +682,7 @@ impl Sender {
     }
 
     /// Queues a ping (`payload` ≤ 125 bytes). Allowed between a streamed message's fragments;
-    /// never refused by the bound.
+    /// refused only by a queue already past its bound.
     pub fn ping(&mut self, link: &mut Link<'_>, payload: &[u8]) -> Result<(), SendError> {
         self.control(link, OpCode::Ping, payload)
     }
@@ -673,6 +704,15 @@ impl Sender {
         }
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::Encode(EncodeError::ControlFrameTooLong));
+        }
+        // A control frame may go out in a queue full of data up to the bound, but not into
+        // one already past it: a peer that sends pings and reads nothing must not grow it.
+        let queued = link.out.queued();
+        if queued > link.bound {
+            return Err(SendError::Full {
+                queued,
+                len: payload.len(),
+            });
         }
         let header = Header {
             mask: self.key(link)?,

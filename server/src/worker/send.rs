@@ -271,8 +271,11 @@ impl Io {
         if self.with_link(id, conn, false, |tx, link| tx.respond(link, event)) {
             if matches!(event, Incoming::Close(_)) {
                 self.close_queued(id, conn);
+            } else {
+                // A pong: counted, and reading pauses past the backpressure bound like after
+                // any send (a peer that pings and does not read stops being read).
+                let _ = self.after_queue(id, conn);
             }
-            self.mark_dirty(id, conn);
         }
     }
 

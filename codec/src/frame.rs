@@ -192,6 +192,7 @@ impl Header {
 
     /// The number of bytes [`Header::encode`] writes (2 to 14), always the minimal form.
     #[must_use]
+    #[inline]
     pub const fn encoded_len(&self) -> usize {
         let ext = match self.payload_len {
             0..=125 => 0,
@@ -203,6 +204,7 @@ impl Header {
 
     /// Writes the header into `buf` with the minimal length encoding, returning its length, or
     /// [`EncodeError::InsufficientSize`] (and no write) when `buf` is too small.
+    #[inline]
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let len = self.encoded_len();
         if buf.len() < len {

@@ -363,6 +363,7 @@ impl fmt::Debug for Link<'_> {
 
 impl<'a> Link<'a> {
     /// A link to `out` with no bound, no compression and no masking keys (the server role).
+    #[inline]
     pub fn new(out: &'a mut Outgoing) -> Self {
         Link {
             out,

@@ -171,7 +171,7 @@ pub(super) fn decode_frames<H: Handler>(
                 handler.on_chunk(&mut WebSocket { id, conn, io }, chunk);
             }
             Incoming::Ping(p) => {
-                // The session answers (a control frame: never refused by the bounds).
+                // The session answers (no pong once the queue is past its hard bound).
                 io.respond(id, conn, &Incoming::Ping(p));
                 if conn.state == State::Open {
                     handler.on_ping(&mut WebSocket { id, conn, io }, p);

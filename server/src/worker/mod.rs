@@ -620,7 +620,7 @@ impl<H: Handler> Worker<H> {
                 (TimerKind::Session, State::Open | State::Closing) => {
                     match conn.clock.on_timeout(now, &self.io.timeouts) {
                         Some(Due::Ping) => {
-                            // A control frame: never refused by the bounds.
+                            // Dropped only if the queue is already past its hard bound.
                             let _ = self.io.send_control(id, conn, true, b"");
                             self.io.schedule_session(id, conn);
                         }

@@ -208,11 +208,22 @@ impl Io {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
-        let r = self.with_link(id, conn, true, |tx, link| tx.send(link, kind, payload));
+        let r = if conn.deflate.is_none() && !conn.outbound() {
+            // The common case (an accepted connection without compression), without the
+            // closure: the sender's link then lives in registers (measured with callgrind:
+            // 30 fewer instructions per 16 B echo).
+            let Conn { tx, output, .. } = conn;
+            let mut link = Link::new(&mut output.get_or_insert_with(Default::default).out);
+            link.bound = self.send_bound;
+            tx.send(&mut link, kind, payload)
+        } else {
+            self.with_link(id, conn, true, |tx, link| tx.send(link, kind, payload))
+        };
         self.sent(id, conn, r)
     }
 
-    /// Queues a ping or an unsolicited pong (never refused by the bounds).
+    /// Queues a ping or an unsolicited pong: refused (`Dropped`, without the slow policy,
+    /// which is for data) only when the queue is already past its hard bound.
     pub(crate) fn send_control(
         &mut self,
         id: ConnId,
@@ -227,7 +238,10 @@ impl Io {
             true => tx.ping(link, payload),
             false => tx.pong(link, payload),
         });
-        self.sent(id, conn, r)
+        match r {
+            Err(SendError::Full { .. }) => SendStatus::Dropped,
+            r => self.sent(id, conn, r),
+        }
     }
 
     /// Queues a prepared message: the shared frame itself (or, outbound, a masked copy).

@@ -13,6 +13,9 @@ use crate::error::EncodeError;
 use crate::frame::{Header, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, Status};
 use crate::mask::apply_mask;
 
+/// The least a staging buffer allocates when its first frame arrives.
+const STAGE_MIN: usize = 512;
+
 /// Frames waiting to be written, in order: small frames gathered in one staging buffer (one
 /// allocation for many), larger or shared ones as [`Bytes`] of their own.
 ///
@@ -198,7 +201,15 @@ impl Outgoing {
     /// place in the staging buffer when the header carries a key.
     #[inline]
     fn put_frame(&mut self, header: &Header, payload: &[u8]) {
-        self.staged.reserve(MAX_HEADER_LEN + payload.len());
+        let need = MAX_HEADER_LEN + payload.len();
+        // A staging buffer starts at `STAGE_MIN`, so a turn's small frames share one
+        // allocation instead of growing it by doubling from the first frame's size
+        // (callgrind, 16 B echo: the reallocations were a fifth of the user-space work).
+        self.staged.reserve(if self.staged.capacity() == 0 {
+            need.max(STAGE_MIN)
+        } else {
+            need
+        });
         self.put_header(header);
         let start = self.staged.len();
         self.staged.extend_from_slice(payload);

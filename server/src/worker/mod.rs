@@ -6,14 +6,21 @@
 //! - `upgrade` and `outbound`: the two sides of the handshake, then `open`.
 //! - `dispatch`: received bytes → `sockeye_codec::session::Receiver` → handler callbacks (each
 //!   behind a panic guard).
-//! - `send` ([`Io`]): what callbacks may use; frames into a connection's output, bounds, close.
+//! - `send` ([`Io`]): what callbacks may use; commands to the connection's session `Sender`
+//!   (framing, order, the hard bound, the close handshake) into its `Outgoing` queue, plus
+//!   backpressure and the slow policy. `Io` groups the worker's `Time` (the wheel, the
+//!   session timeouts), this loop `Turn`'s bookkeeping and the outbound `Clients`.
 //! - `rooms`: this worker's members of each room.
 //!
 //! How a message flows: a multishot receive fills a provided buffer (`ring`); `dispatch::feed`
 //! hands the bytes, in place, to the connection's `Receiver`, which unmasks them and yields a
-//! message lent from that buffer when it sits in it whole (else assembled, or streamed); the
-//! handler answers through `WebSocket` (`send`), which stages frames in the connection's
-//! output; at the end of the loop turn `Worker::flush` submits one `sendmsg` per connection.
+//! message lent from that buffer when it sits in it whole (else assembled, or streamed); pings
+//! and the peer's close are answered by `Sender::respond`; the handler answers through
+//! `WebSocket` (`send`), whose sends the connection's `Sender` frames into its `Outgoing`
+//! queue; at the end of the loop turn `Worker::flush` submits one `sendmsg` per connection,
+//! the ring's `SendQueue` taking the sealed frames out of `Outgoing` until the kernel is done
+//! with them. The wheel asks each connection's session `Clock` what is due (keepalive ping,
+//! idle close, close timeout).
 
 use std::io;
 use std::net::SocketAddr;
@@ -121,16 +128,18 @@ impl<H: Handler> Worker<H> {
                 ring,
                 config,
                 hub,
-                timers: Wheel::new(),
-                dirty: Vec::new(),
-                to_publish: Vec::new(),
+                time: Time {
+                    timers: Wheel::new(),
+                    timeouts,
+                    now: Duration::ZERO,
+                    close_ticks,
+                },
+                turn: Turn::default(),
                 rooms: Vec::new(),
-                timeouts,
-                now: Duration::ZERO,
-                close_ticks,
-                masks: MaskKeys::new(),
-                outbound: Vec::new(),
-                drained: Vec::new(),
+                clients: Clients {
+                    masks: MaskKeys::new(),
+                    by_slot: Vec::new(),
+                },
                 deflate,
                 request: Vec::new(),
                 send_bound,
@@ -277,7 +286,7 @@ impl<H: Handler> Worker<H> {
 
     /// Submits one send per connection with output (the corked write of this loop turn).
     fn flush(&mut self) {
-        let dirty = std::mem::take(&mut self.io.dirty);
+        let dirty = std::mem::take(&mut self.io.turn.dirty);
         for id in &dirty {
             let Some(conn) = self.slab.get(id.slot, id.epoch) else {
                 continue;
@@ -300,8 +309,8 @@ impl<H: Handler> Worker<H> {
                 self.io.teardown(conn);
             }
         }
-        self.io.dirty = dirty;
-        self.io.dirty.clear();
+        self.io.turn.dirty = dirty;
+        self.io.turn.dirty.clear();
     }
 
     fn on_accept(&mut self, c: &mut Completion) {
@@ -329,13 +338,14 @@ impl<H: Handler> Worker<H> {
         // While shutting down, new connections are still accepted: their requests get 503
         // (`/healthz` too), which tells load balancers to move on.
         let _ = socket2::SockRef::from(&fd).set_tcp_nodelay(true);
-        let (now, max) = (self.io.now, self.io.config.max_message);
+        let (now, max) = (self.io.time.now, self.io.config.max_message);
         let (slot, epoch) = self
             .slab
             .insert(|epoch| Conn::new(fd, epoch, Role::Server, max, now));
         let id = self.id(slot, epoch);
         let handshake_ticks = ticks(self.io.config.handshake_timeout);
         self.io
+            .time
             .timers
             .schedule(slot, epoch, TimerKind::Handshake, handshake_ticks);
         self.arm_recv(id);
@@ -388,7 +398,7 @@ impl<H: Handler> Worker<H> {
         }
         match (res, buf) {
             (n, Some(b)) if n > 0 => {
-                conn.clock.received(self.io.now);
+                conn.clock.received(self.io.time.now);
                 WorkerStats::add(&self.io.stats().bytes_in, n as u64);
                 self.on_bytes(id, &b);
                 self.bufs.recycle(b);
@@ -486,7 +496,7 @@ impl<H: Handler> Worker<H> {
                     // Released at the next tick if still idle: a busy connection reuses its
                     // buffers instead of allocating them every turn.
                     out.release_listed = true;
-                    self.io.drained.push(id);
+                    self.io.turn.drained.push(id);
                 }
             }
             if conn.close_after_send {
@@ -528,7 +538,8 @@ impl<H: Handler> Worker<H> {
         let client = match conn.outbound() {
             true => self
                 .io
-                .outbound
+                .clients
+                .by_slot
                 .get_mut(id.slot as usize)
                 .and_then(Option::take),
             false => None,
@@ -570,7 +581,7 @@ impl<H: Handler> Worker<H> {
             tracing::error!(error = %e, "re-arming the timer failed");
         }
         self.arm_accept(); // after running out of descriptors
-        for id in std::mem::take(&mut self.io.drained) {
+        for id in std::mem::take(&mut self.io.turn.drained) {
             if let Some(conn) = self.slab.get(id.slot, id.epoch)
                 && let Some(out) = conn.output.as_mut()
             {
@@ -592,9 +603,9 @@ impl<H: Handler> Worker<H> {
         }
         self.io.deflate.after_tick();
         let mut fired = Vec::new();
-        self.io.timers.advance(&mut fired);
-        self.io.now = TICK * self.io.timers.now();
-        let now = self.io.now;
+        self.io.time.timers.advance(&mut fired);
+        self.io.time.now = TICK * self.io.time.timers.now();
+        let now = self.io.time.now;
         for e in fired {
             let id = self.id(e.slot, e.epoch);
             let Some(conn) = self.slab.get(e.slot, e.epoch) else {
@@ -618,7 +629,7 @@ impl<H: Handler> Worker<H> {
                 }
                 (TimerKind::Close, State::Refused) => self.io.teardown(conn),
                 (TimerKind::Session, State::Open | State::Closing) => {
-                    match conn.clock.on_timeout(now, &self.io.timeouts) {
+                    match conn.clock.on_timeout(now, &self.io.time.timeouts) {
                         Some(Due::Ping) => {
                             // Dropped only if the queue is already past its hard bound.
                             let _ = self.io.send_control(id, conn, true, b"");
@@ -729,15 +740,18 @@ impl<H: Handler> Worker<H> {
             opened: false,
             error: None,
         });
-        let (now, max) = (self.io.now, self.io.config.max_message);
+        let (now, max) = (self.io.time.now, self.io.config.max_message);
         let (slot, epoch) = self
             .slab
             .insert(|epoch| Conn::new(fd, epoch, Role::Client, max, now));
         let id = self.id(slot, epoch);
-        if self.io.outbound.len() <= slot as usize {
-            self.io.outbound.resize_with(slot as usize + 1, || None);
+        if self.io.clients.by_slot.len() <= slot as usize {
+            self.io
+                .clients
+                .by_slot
+                .resize_with(slot as usize + 1, || None);
         }
-        self.io.outbound[slot as usize] = Some(client);
+        self.io.clients.by_slot[slot as usize] = Some(client);
         let conn = self.slab.get(slot, epoch).expect("just inserted");
         conn.output().stage().extend_from_slice(&request);
         let fd = conn.fd.as_raw_fd();
@@ -754,6 +768,7 @@ impl<H: Handler> Worker<H> {
         }
         let handshake_ticks = ticks(self.io.config.handshake_timeout);
         self.io
+            .time
             .timers
             .schedule(slot, epoch, TimerKind::Handshake, handshake_ticks);
     }
@@ -786,10 +801,10 @@ impl<H: Handler> Worker<H> {
     /// Delivers the frames published during this turn: to other workers through their
     /// mailboxes, to local subscribers directly.
     fn fan_out(&mut self) {
-        if self.io.to_publish.is_empty() {
+        if self.io.turn.to_publish.is_empty() {
             return;
         }
-        let frames = std::mem::take(&mut self.io.to_publish);
+        let frames = std::mem::take(&mut self.io.turn.to_publish);
         let me = usize::from(self.io.worker);
         for (key, frame, _room) in frames {
             #[cfg(feature = "cluster")]

@@ -15,7 +15,7 @@ pub(super) fn outbound_socket(
     }
     let mut random = [0u8; 16];
     for chunk in random.chunks_mut(4) {
-        chunk.copy_from_slice(&io.masks.next_key());
+        chunk.copy_from_slice(&io.clients.masks.next_key());
     }
     let key = handshake::client_key(random);
     let offer = io.deflate.config.map(|d| deflate::client_offer(&d));
@@ -35,7 +35,8 @@ pub(super) fn client_handshake<H: Handler>(
 ) {
     let mut input = conn.input.take().expect("handshake bytes");
     let Some(client) = io
-        .outbound
+        .clients
+        .by_slot
         .get_mut(id.slot as usize)
         .and_then(|c| c.as_deref_mut())
     else {

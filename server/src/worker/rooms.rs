@@ -14,7 +14,7 @@ impl Io {
             generation: room.generation,
         };
         let name = room.name.clone();
-        self.to_publish.push((key, frame, name));
+        self.turn.to_publish.push((key, frame, name));
         true
     }
 
@@ -28,7 +28,7 @@ impl Io {
             }
             return false;
         };
-        self.to_publish.push((key, frame, Arc::from(name)));
+        self.turn.to_publish.push((key, frame, Arc::from(name)));
         true
     }
 

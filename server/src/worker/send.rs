@@ -12,26 +12,14 @@ pub(crate) struct Io {
     pub(super) ring: Ring,
     pub(super) config: Arc<Config>,
     pub(super) hub: Arc<Hub>,
-    pub(super) timers: Wheel,
-    /// Connections with output to flush at the end of this loop turn.
-    pub(super) dirty: Vec<ConnId>,
-    /// Frames published during this turn, fanned out at its end.
-    pub(super) to_publish: Vec<(RoomKey, Prepared, Arc<str>)>,
+    /// The wheel and what the session clocks need of it.
+    pub(super) time: Time,
+    /// This loop turn's bookkeeping: what to flush, to release, to fan out.
+    pub(super) turn: Turn,
     /// This worker's members of each room, by room id.
     pub(super) rooms: Vec<LocalRoom>,
-    /// Keepalive and close timeouts, for every connection's session clock.
-    pub(super) timeouts: Timeouts,
-    /// The time at the last tick, as the session clocks count it.
-    pub(super) now: Duration,
-    /// How long a refused request's response may take to go out.
-    pub(super) close_ticks: u32,
-    /// Masking keys for outbound connections.
-    pub(super) masks: MaskKeys,
-    /// Outbound connections' client state, by slot.
-    pub(super) outbound: Vec<Option<Box<ClientSide>>>,
-    /// Connections whose output drained; their buffers are released at the next tick unless
-    /// they were used again (a busy connection keeps and reuses its staging buffer).
-    pub(super) drained: Vec<ConnId>,
+    /// What outbound (client-role) connections add.
+    pub(super) clients: Clients,
     /// permessage-deflate engines and policy.
     pub(super) deflate: Deflater,
     /// During `on_open` of an accepted connection: the bytes received so far, starting with
@@ -39,6 +27,37 @@ pub(crate) struct Io {
     pub(super) request: Vec<u8>,
     /// The hard bound on a connection's queued output (`Config::send_queue_bound`).
     pub(super) send_bound: usize,
+}
+
+/// A worker's time: one wheel for every connection's deadlines.
+pub(super) struct Time {
+    pub(super) timers: Wheel,
+    /// Keepalive and close timeouts, for every connection's session clock.
+    pub(super) timeouts: Timeouts,
+    /// The time at the last tick, as the session clocks count it.
+    pub(super) now: Duration,
+    /// How long a refused request's response may take to go out.
+    pub(super) close_ticks: u32,
+}
+
+/// What a loop turn collects for its end.
+#[derive(Default)]
+pub(super) struct Turn {
+    /// Connections with output to flush at the end of this loop turn.
+    pub(super) dirty: Vec<ConnId>,
+    /// Connections whose output drained; their buffers are released at the next tick unless
+    /// they were used again (a busy connection keeps and reuses its staging buffer).
+    pub(super) drained: Vec<ConnId>,
+    /// Frames published during this turn, fanned out at its end.
+    pub(super) to_publish: Vec<(RoomKey, Prepared, Arc<str>)>,
+}
+
+/// Outbound connections' masking keys and client state.
+pub(super) struct Clients {
+    /// Masking keys for every frame they send.
+    pub(super) masks: MaskKeys,
+    /// Their client state, by connection slot.
+    pub(super) by_slot: Vec<Option<Box<ClientSide>>>,
 }
 
 pub(super) fn ticks(d: Duration) -> u32 {
@@ -77,7 +96,7 @@ impl Io {
     pub(super) fn mark_dirty(&mut self, id: ConnId, conn: &mut Conn) {
         if !conn.dirty {
             conn.dirty = true;
-            self.dirty.push(id);
+            self.turn.dirty.push(id);
         }
     }
 
@@ -120,7 +139,7 @@ impl Io {
         } = conn;
         let out = &mut output.get_or_insert_with(Default::default).out;
         let keys = match outbound {
-            true => Some(&mut self.masks as &mut dyn sockeye_codec::session::MaskKeys),
+            true => Some(&mut self.clients.masks as &mut dyn sockeye_codec::session::MaskKeys),
             false => None,
         };
         let bound = self.send_bound;
@@ -322,14 +341,15 @@ impl Io {
         WorkerStats::add(&self.stats().close_sent[slot], 1);
         conn.state = State::Closing;
         self.mark_dirty(id, conn);
-        conn.clock.closing(self.now);
+        conn.clock.closing(self.time.now);
         self.schedule_session(id, conn);
     }
 
     /// Schedules the connection's next session deadline (keepalive, close) on the wheel.
     pub(super) fn schedule_session(&mut self, id: ConnId, conn: &Conn) {
-        if let Some(left) = conn.clock.poll_timeout(self.now, &self.timeouts) {
-            self.timers
+        if let Some(left) = conn.clock.poll_timeout(self.time.now, &self.time.timeouts) {
+            self.time
+                .timers
                 .schedule(id.slot, id.epoch, TimerKind::Session, ticks_ceil(left));
         }
     }
@@ -354,11 +374,14 @@ impl Io {
 
     /// The client state of outbound connection `id`.
     pub(crate) fn client(&self, id: ConnId) -> Option<&ClientSide> {
-        self.outbound.get(id.slot as usize)?.as_deref()
+        self.clients.by_slot.get(id.slot as usize)?.as_deref()
     }
 
     pub(super) fn client_mut(&mut self, id: ConnId) -> Option<&mut ClientSide> {
-        self.outbound.get_mut(id.slot as usize)?.as_deref_mut()
+        self.clients
+            .by_slot
+            .get_mut(id.slot as usize)?
+            .as_deref_mut()
     }
 
     /// The upgrade request, while `on_open` runs for an accepted connection.

@@ -61,8 +61,9 @@ pub(super) fn finish_refused(io: &mut Io, id: ConnId, conn: &mut Conn) {
     conn.state = State::Refused;
     conn.close_after_send = true;
     io.mark_dirty(id, conn);
-    io.timers
-        .schedule(id.slot, id.epoch, TimerKind::Close, io.close_ticks);
+    io.time
+        .timers
+        .schedule(id.slot, id.epoch, TimerKind::Close, io.time.close_ticks);
 }
 
 /// The upgrade completed (either role): the connection opens, the handler hears of it, and the
@@ -79,7 +80,7 @@ pub(super) fn open<H: Handler>(
     conn.state = State::Open;
     conn.live = true;
     WorkerStats::add(&io.stats().connections, 1);
-    conn.clock = Clock::new(io.now);
+    conn.clock = Clock::new(io.time.now);
     io.schedule_session(id, conn);
     if !conn.outbound() {
         std::mem::swap(&mut io.request, pending);

@@ -318,7 +318,7 @@ impl WebSocket<'_> {
     /// is published there. Rooms exist while they have members. Fails when the name is over
     /// [`Config::max_room_name`](crate::Config::max_room_name) or a new room would be one
     /// over [`Config::max_rooms`](crate::Config::max_rooms);
-    /// [`JoinError::close_code`](crate::JoinError::close_code) says how to refuse the peer.
+    /// [`JoinError::close_code`] says how to refuse the peer.
     ///
     /// ```
     /// use sockeye_server::{Handler, WebSocket};
@@ -333,7 +333,7 @@ impl WebSocket<'_> {
     ///     }
     /// }
     /// ```
-    pub fn join(&mut self, room: &str) -> Result<(), crate::JoinError> {
+    pub fn join(&mut self, room: &str) -> Result<(), JoinError> {
         self.io.join(self.id, self.conn, room)
     }
 
@@ -347,3 +347,41 @@ impl WebSocket<'_> {
         self.conn.subscribed()
     }
 }
+
+/// Why a connection could not join a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The name is longer than [`Config::max_room_name`](crate::Config::max_room_name).
+    NameTooLong {
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The process has [`Config::max_rooms`](crate::Config::max_rooms) rooms already.
+    TooManyRooms {
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl JoinError {
+    /// The close code to refuse the connection with: 1008 (policy violation) for a name over
+    /// the limit, 1013 (try again later) when the process is out of rooms.
+    pub fn close_code(&self) -> sockeye_codec::CloseCode {
+        match self {
+            JoinError::NameTooLong { .. } => sockeye_codec::CloseCode::POLICY_VIOLATION,
+            JoinError::TooManyRooms { .. } => sockeye_codec::CloseCode::TRY_AGAIN_LATER,
+        }
+    }
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::NameTooLong { max } => write!(f, "room name over {max} bytes"),
+            JoinError::TooManyRooms { max } => write!(f, "room limit ({max}) reached"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use crate::handler::WebSocket;
+use crate::handler::{JoinError, WebSocket};
 use crate::id::ConnId;
 
 /// Messages a worker's mailbox holds before senders start dropping (broadcast) or failing
@@ -192,44 +192,6 @@ pub(crate) struct RoomKey {
     pub(crate) id: u32,
     pub(crate) generation: u32,
 }
-
-/// Why a connection could not join a room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum JoinError {
-    /// The name is longer than [`Config::max_room_name`](crate::Config::max_room_name).
-    NameTooLong {
-        /// The limit, in bytes.
-        max: usize,
-    },
-    /// The process has [`Config::max_rooms`](crate::Config::max_rooms) rooms already.
-    TooManyRooms {
-        /// The limit.
-        max: usize,
-    },
-}
-
-impl JoinError {
-    /// The close code to refuse the connection with: 1008 (policy violation) for a name over
-    /// the limit, 1013 (try again later) when the process is out of rooms.
-    pub fn close_code(&self) -> sockeye_codec::CloseCode {
-        match self {
-            JoinError::NameTooLong { .. } => sockeye_codec::CloseCode::POLICY_VIOLATION,
-            JoinError::TooManyRooms { .. } => sockeye_codec::CloseCode::TRY_AGAIN_LATER,
-        }
-    }
-}
-
-impl std::fmt::Display for JoinError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            JoinError::NameTooLong { max } => write!(f, "room name over {max} bytes"),
-            JoinError::TooManyRooms { max } => write!(f, "room limit ({max}) reached"),
-        }
-    }
-}
-
-impl std::error::Error for JoinError {}
 
 struct RoomSlot {
     generation: u32,

@@ -54,9 +54,11 @@ use std::thread::JoinHandle;
 pub use cluster::ClusterConfig;
 pub use config::{Compression, Config, SlowPolicy};
 pub use connect::Connect;
-pub use handler::{Chunk, Handler, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket};
+pub use handler::{
+    Chunk, Handler, JoinError, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket,
+};
 pub use handlers::{Broadcast, Echo, join_path};
-pub use hub::{CLOSE_SLOTS, JoinError, Poster, Refusal, WorkerStats, close_slot};
+pub use hub::{CLOSE_SLOTS, Poster, Refusal, WorkerStats, close_slot};
 pub use id::ConnId;
 pub use sockeye_codec::CloseCode;
 pub use sockeye_codec::deflate::DeflateConfig;

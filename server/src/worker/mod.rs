@@ -40,8 +40,9 @@ use sockeye_codec::{Close, CloseCode, DataKind, Role, Status};
 
 use crate::compress::{ConnDeflate, Deflater};
 use crate::config::{Config, SlowPolicy};
+use crate::handler::JoinError;
 use crate::handler::{Handler, SendStatus, WebSocket};
-use crate::hub::{Hub, Inbox, JoinError, Refusal, RoomKey, WorkerStats};
+use crate::hub::{Hub, Inbox, Refusal, RoomKey, WorkerStats};
 use crate::id::{ConnId, EPOCH_MASK};
 use crate::masks::MaskKeys;
 use crate::ring::{BufRing, Completion, Op, RecvBuf, Ring, SendQueue};

@@ -18,7 +18,8 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use sockeye_codec::deflate::{DeflateConfig, PerMessageDeflate, Pool, negotiate};
 use sockeye_codec::session::{
-    Deflate, Deflating, Due, Fragment, Incoming, MaskKeys, Message, Prepared, Session, Timeouts,
+    Deflate, Deflating, Due, Fragment, Incoming, MaskKeys, Message, OwnedMessage, Prepared, Session,
+    Timeouts,
 };
 use sockeye_codec::{CloseCode, Config, DataKind, Role};
 
@@ -251,13 +252,16 @@ fuzz_target!(|data: &[u8]| {
             0 | 1 => {
                 let text = arg & 1 != 0;
                 let p = payload(&mut rest, text, arg >> 1);
-                let kind = if text { DataKind::Text } else { DataKind::Binary };
                 let mut engines = me.pmd.as_mut().map(|(state, pool)| Deflating { state, pool });
                 let comp = engines.as_mut().map(|d| d as &mut dyn sockeye_codec::session::Compress);
-                let sent = if op & 15 == 0 {
-                    me.s.send(kind, &p, comp)
-                } else {
-                    me.s.send_owned(kind, p.clone(), comp)
+                let sent = match (op & 15 == 0, text) {
+                    (true, true) => me.s.send(Message::Text(std::str::from_utf8(&p).expect("made valid")), comp),
+                    (true, false) => me.s.send(Message::Binary(&p), comp),
+                    (false, true) => me.s.send_owned(
+                        OwnedMessage::text(String::from_utf8(p.clone()).expect("made valid")),
+                        comp,
+                    ),
+                    (false, false) => me.s.send_owned(OwnedMessage::binary(p.clone()), comp),
                 };
                 if sent.is_ok() {
                     me.largest = me.largest.max(p.len());

@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use sockeye_codec::session::Prepared;
-use sockeye_codec::{Close, CloseCode, DataKind, EncodeError};
+use sockeye_codec::{Close, CloseCode, EncodeError};
 
 use crate::id::ConnId;
 use crate::worker::{Conn, Io};
@@ -158,27 +158,19 @@ impl WebSocket<'_> {
     /// Queues a text message.
     #[inline]
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.io
-            .send_data(self.id, self.conn, DataKind::Text, text.as_bytes())
+        self.io.send_data(self.id, self.conn, Message::Text(text))
     }
 
     /// Queues a binary message.
     #[inline]
     pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
-        self.io
-            .send_data(self.id, self.conn, DataKind::Binary, data)
+        self.io.send_data(self.id, self.conn, Message::Binary(data))
     }
 
     /// Queues a message whose buffer is handed over: the payload is sent from it, not copied
     /// (echoing or forwarding a large message).
     pub fn send_owned(&mut self, msg: OwnedMessage) -> SendStatus {
-        let kind = if msg.is_text() {
-            DataKind::Text
-        } else {
-            DataKind::Binary
-        };
-        self.io
-            .send_owned(self.id, self.conn, kind, msg.into_bytes())
+        self.io.send_owned(self.id, self.conn, msg)
     }
 
     /// Queues a message framed once for many connections (no copy).

@@ -10,11 +10,11 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::{
-    Clock, Compress, Due, Fragment, Incoming, Inflate, Link, MaskKeys, Outgoing, Prepared,
-    Received, Receiver, SendError, Sender, Timeouts,
+    Clock, Compress, Due, Fragment, Incoming, Inflate, Link, MaskKeys, Message, Outgoing,
+    OwnedMessage, Prepared, Received, Receiver, SendError, Sender, Timeouts,
 };
 use crate::close::CloseCode;
-use crate::decoder::{Config, DataKind, Role};
+use crate::decoder::{Config, Role};
 use crate::error::Error;
 
 /// permessage-deflate's engines for both directions (`Deflating` implements it).
@@ -68,7 +68,7 @@ impl Sender {
 /// ```
 /// use core::time::Duration;
 /// use sockeye_codec::session::{Incoming, Message, Session, Timeouts};
-/// use sockeye_codec::{Config, DataKind, Role};
+/// use sockeye_codec::{Config, Role};
 ///
 /// struct Keys(u32);
 /// impl sockeye_codec::session::MaskKeys for Keys {
@@ -83,7 +83,7 @@ impl Sender {
 /// client.set_keys(Box::new(Keys(7)));
 /// let mut server = Session::new(Role::Server, Config::default(), Timeouts::default(), now);
 ///
-/// client.send(DataKind::Text, b"hello", None).unwrap();
+/// client.send(Message::Text("hello"), None).unwrap();
 /// let mut wire: Vec<u8> = client.take_output();
 /// let mut scratch = Vec::new();
 /// let got = server.receive(&mut wire, &mut scratch, None, now).unwrap();
@@ -263,21 +263,19 @@ impl Session {
     /// Queues a whole message (see [`Sender::send`]).
     pub fn send(
         &mut self,
-        kind: DataKind,
-        payload: &[u8],
+        msg: Message<'_>,
         compress: Option<&mut dyn Compress>,
     ) -> Result<(), SendError> {
-        self.command(compress, |tx, link| tx.send(link, kind, payload))
+        self.command(compress, |tx, link| tx.send(link, msg))
     }
 
     /// Queues a whole message from its own buffer (see [`Sender::send_owned`]).
     pub fn send_owned(
         &mut self,
-        kind: DataKind,
-        payload: Vec<u8>,
+        msg: OwnedMessage,
         compress: Option<&mut dyn Compress>,
     ) -> Result<(), SendError> {
-        self.command(compress, |tx, link| tx.send_owned(link, kind, payload))
+        self.command(compress, |tx, link| tx.send_owned(link, msg))
     }
 
     /// Queues a prepared frame (see [`Sender::send_prepared`]).

@@ -66,14 +66,18 @@ impl Side {
         }
     }
 
-    /// Sends a whole message (compressed when the pair negotiated it).
+    /// Sends a whole message (compressed when the pair negotiated it); text must be UTF-8.
     pub(super) fn send(&mut self, kind: DataKind, payload: &[u8]) -> Result<(), SendError> {
+        let msg = match kind {
+            DataKind::Text => Message::Text(core::str::from_utf8(payload).expect("test text")),
+            DataKind::Binary => Message::Binary(payload),
+        };
         #[cfg(feature = "deflate")]
         if let Some((state, pool)) = self.pmd.as_mut() {
             let mut d = Deflating { state, pool };
-            return self.s.send(kind, payload, Some(&mut d));
+            return self.s.send(msg, Some(&mut d));
         }
-        self.s.send(kind, payload, None)
+        self.s.send(msg, None)
     }
 
     /// Receives everything in `input` that can be decoded.
@@ -366,12 +370,18 @@ fn a_protocol_error_closes_with_its_code() {
     p.pump();
     assert_eq!(p.server.got, [Got::Error(Error::UnmaskedFrame)]);
     assert_eq!(p.client.got, [Got::Close(Some(1002), String::new())]);
-    // Invalid UTF-8: 1007.
+    // Invalid UTF-8 (which the sender's API cannot send: text is a `&str`): 1007.
     let mut p = Pair::new(Config::default(), Timeouts::default());
-    p.client
-        .s
-        .send(DataKind::Text, &[0xc3, 0x28], None)
-        .unwrap();
+    let mut frame = [0u8; 16];
+    let n = crate::encode_frame(
+        &mut frame,
+        crate::OpCode::Text,
+        true,
+        Some([1, 2, 3, 4]),
+        &[0xc3, 0x28],
+    )
+    .unwrap();
+    p.server.input.extend_from_slice(&frame[..n]);
     p.pump();
     assert_eq!(p.server.got, [Got::Error(Error::InvalidUtf8)]);
     assert_eq!(p.client.got, [Got::Close(Some(1007), String::new())]);

@@ -7,6 +7,7 @@ use core::fmt;
 
 use bytes::{Bytes, BytesMut};
 
+use super::{Message, OwnedMessage};
 use crate::close::{Close, CloseCode};
 use crate::decoder::{DataKind, Role};
 use crate::error::EncodeError;
@@ -236,9 +237,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// A message of `kind` with `payload` (text must be UTF-8: see [`Prepared::text`]).
-    #[must_use]
-    pub fn new(kind: DataKind, payload: &[u8]) -> Self {
+    /// A message of `kind` with `payload` (text only from a `&str`: see [`Prepared::text`]).
+    fn new(kind: DataKind, payload: &[u8]) -> Self {
         let header = Header::new(opcode(kind), payload.len() as u64);
         let mut buf = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
         let mut h = [0u8; MAX_HEADER_LEN];
@@ -461,14 +461,14 @@ pub struct Fragment {
 /// nothing after our close frame), and applies the queue's hard bound.
 ///
 /// ```
-/// use sockeye_codec::session::{Link, Outgoing, Sender};
-/// use sockeye_codec::{CloseCode, DataKind, Role};
+/// use sockeye_codec::session::{Link, Message, Outgoing, Sender};
+/// use sockeye_codec::{CloseCode, Role};
 ///
 /// let mut out = Outgoing::new();
 /// let mut tx = Sender::new(Role::Server);
-/// tx.send(&mut Link::new(&mut out), DataKind::Text, b"hi").unwrap();
+/// tx.send(&mut Link::new(&mut out), Message::Text("hi")).unwrap();
 /// tx.close(&mut Link::new(&mut out), Some(CloseCode::NORMAL), "bye").unwrap();
-/// assert!(tx.send(&mut Link::new(&mut out), DataKind::Text, b"late").is_err());
+/// assert!(tx.send(&mut Link::new(&mut out), Message::Text("late")).is_err());
 /// out.seal();
 /// let wire: Vec<u8> = out.chunks().flatten().copied().collect();
 /// assert_eq!(wire, b"\x81\x02hi\x88\x05\x03\xe8bye");
@@ -551,17 +551,17 @@ impl Sender {
         Ok(())
     }
 
-    /// Queues a whole message of `kind` (copied into the queue; compressed if the compressor
-    /// wants it). Text must be valid UTF-8: the caller's `&str` or checked bytes.
+    /// Queues a whole message (copied into the queue; compressed if the compressor wants it).
+    /// Text is a `&str`, so what goes out as text is UTF-8.
     #[inline]
-    pub fn send(
-        &mut self,
-        link: &mut Link<'_>,
-        kind: DataKind,
-        payload: &[u8],
-    ) -> Result<(), SendError> {
+    pub fn send(&mut self, link: &mut Link<'_>, msg: Message<'_>) -> Result<(), SendError> {
+        let payload = msg.as_bytes();
         self.admit(link, payload.len())?;
-        let op = opcode(kind);
+        let op = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
         if let Some(c) = link.compress.as_deref_mut()
             && c.wants(payload.len())
         {
@@ -603,16 +603,16 @@ impl Sender {
         Ok(())
     }
 
-    /// Queues a whole message of `kind` from its own buffer: only the header is written (the
-    /// client role masks `payload` in place), unless it goes out compressed.
-    pub fn send_owned(
-        &mut self,
-        link: &mut Link<'_>,
-        kind: DataKind,
-        mut payload: Vec<u8>,
-    ) -> Result<(), SendError> {
+    /// Queues a whole message from its own buffer: only the header is written (the client
+    /// role masks the payload in place), unless it goes out compressed.
+    pub fn send_owned(&mut self, link: &mut Link<'_>, msg: OwnedMessage) -> Result<(), SendError> {
+        let op = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        let mut payload = msg.into_bytes();
         self.admit(link, payload.len())?;
-        let op = opcode(kind);
         if let Some(c) = link.compress.as_deref_mut()
             && c.wants(payload.len())
         {

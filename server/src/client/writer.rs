@@ -9,7 +9,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use sockeye_codec::session::{Compress, Deflating, Fragment, Link, Outgoing, SendError, Sender};
+use sockeye_codec::session::{
+    Compress, Deflating, Fragment, Link, Message, Outgoing, SendError, Sender,
+};
 use sockeye_codec::{CloseCode, DataKind, Role};
 
 use sockeye_codec::deflate::{PerMessageDeflate, Pool};
@@ -209,8 +211,8 @@ impl Out {
     }
 
     /// Sends a whole data message, compressed into one frame if it reaches the threshold.
-    fn send_message(&mut self, kind: DataKind, payload: &[u8]) -> Result<(), Error> {
-        self.command(true, |tx, link| tx.send(link, kind, payload))
+    fn send_message(&mut self, msg: Message<'_>) -> Result<(), Error> {
+        self.command(true, |tx, link| tx.send(link, msg))
     }
 
     fn send_control(&mut self, ping: bool, payload: &[u8]) -> Result<(), Error> {
@@ -301,28 +303,31 @@ impl Writer {
 
     /// Sends a text message.
     pub fn write_text(&self, text: &str) -> Result<(), Error> {
-        self.send_data(DataKind::Text, text.as_bytes())
+        self.send_data(Message::Text(text))
     }
 
     /// Sends a binary message.
     pub fn write_binary(&self, data: &[u8]) -> Result<(), Error> {
-        self.send_data(DataKind::Binary, data)
+        self.send_data(Message::Binary(data))
     }
 
     /// Sends a message of `kind` as one frame. Text must be valid UTF-8 (checked).
     pub fn write(&self, kind: DataKind, data: &[u8]) -> Result<(), Error> {
-        if kind == DataKind::Text && std::str::from_utf8(data).is_err() {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "text messages must be UTF-8",
-            )));
-        }
-        self.send_data(kind, data)
+        let msg = match kind {
+            DataKind::Binary => Message::Binary(data),
+            DataKind::Text => Message::Text(std::str::from_utf8(data).map_err(|_| {
+                Error::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "text messages must be UTF-8",
+                ))
+            })?),
+        };
+        self.send_data(msg)
     }
 
-    fn send_data(&self, kind: DataKind, data: &[u8]) -> Result<(), Error> {
+    fn send_data(&self, msg: Message<'_>) -> Result<(), Error> {
         let mut out = self.data_channel()?;
-        let sent = out.send_message(kind, data);
+        let sent = out.send_message(msg);
         self.shared.flush_pong(&mut out);
         sent
     }

@@ -34,9 +34,10 @@ use bytes::BytesMut;
 use sockeye_codec::deflate::{self, Agreement};
 use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request, Response};
 use sockeye_codec::session::{
-    Clock, Due, Incoming, Inflate, Link, Outgoing, Prepared, Receiver, SendError, Sender, Timeouts,
+    Clock, Due, Incoming, Inflate, Link, Message, Outgoing, OwnedMessage, Prepared, Receiver,
+    SendError, Sender, Timeouts,
 };
-use sockeye_codec::{Close, CloseCode, DataKind, Role, Status};
+use sockeye_codec::{Close, CloseCode, Role, Status};
 
 use crate::compress::{ConnDeflate, Deflater};
 use crate::config::{Config, SlowPolicy};

@@ -221,8 +221,7 @@ impl Io {
         &mut self,
         id: ConnId,
         conn: &mut Conn,
-        kind: DataKind,
-        payload: &[u8],
+        msg: Message<'_>,
     ) -> SendStatus {
         if conn.state != State::Open {
             return SendStatus::Closed;
@@ -234,9 +233,9 @@ impl Io {
             let Conn { tx, output, .. } = conn;
             let mut link = Link::new(&mut output.get_or_insert_with(Default::default).out);
             link.bound = self.send_bound;
-            tx.send(&mut link, kind, payload)
+            tx.send(&mut link, msg)
         } else {
-            self.with_link(id, conn, true, |tx, link| tx.send(link, kind, payload))
+            self.with_link(id, conn, true, |tx, link| tx.send(link, msg))
         };
         self.sent(id, conn, r)
     }
@@ -283,15 +282,12 @@ impl Io {
         &mut self,
         id: ConnId,
         conn: &mut Conn,
-        kind: DataKind,
-        payload: Vec<u8>,
+        msg: OwnedMessage,
     ) -> SendStatus {
         if conn.state != State::Open {
             return SendStatus::Closed;
         }
-        let r = self.with_link(id, conn, true, |tx, link| {
-            tx.send_owned(link, kind, payload)
-        });
+        let r = self.with_link(id, conn, true, |tx, link| tx.send_owned(link, msg));
         self.sent(id, conn, r)
     }
 

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::hub::{Hub, WorkerStats};
+use crate::hub::{ClusterCounters, Forward, Hub};
 use sockeye_codec::session::Prepared;
 
 /// Header carrying the publishing node's id (a node skips its own messages).
@@ -103,7 +103,7 @@ pub(crate) struct Link {
 }
 
 /// Counters written by the bridge thread only (queue overflows are counted by the workers in
-/// their own [`WorkerStats::cluster_dropped`]).
+/// their own [`WorkerStats::cluster_dropped`](crate::WorkerStats::cluster_dropped)).
 #[derive(Default)]
 pub(crate) struct ClusterStats {
     pub(crate) connected: AtomicBool,
@@ -128,23 +128,28 @@ impl Link {
         };
         self.tx.try_send(out).is_ok()
     }
+}
 
-    /// [`Link::forward`] from a worker, which counts a full queue in its own stats.
-    pub(crate) fn forward_from_worker(
-        &self,
-        room: &Arc<str>,
-        frame: &Prepared,
-        stats: &WorkerStats,
-    ) {
-        if !self.forward(room, frame) {
-            WorkerStats::add(&stats.cluster_dropped, 1);
-        }
+impl Forward for Link {
+    fn forward(&self, room: &Arc<str>, frame: &Prepared) -> bool {
+        Link::forward(self, room, frame)
     }
 
-    /// [`Link::forward`] from any other thread.
-    pub(crate) fn forward_from_elsewhere(&self, room: &str, frame: &Prepared) {
-        if !self.forward(&Arc::from(room), frame) {
-            self.stats.queue_full_elsewhere.fetch_add(1, Relaxed);
+    fn dropped_elsewhere(&self) {
+        self.stats.queue_full_elsewhere.fetch_add(1, Relaxed);
+    }
+
+    fn counters(&self) -> ClusterCounters {
+        let c = &self.stats;
+        ClusterCounters {
+            connected: c.connected.load(Relaxed),
+            connects: c.connects.load(Relaxed),
+            published: c.published.load(Relaxed),
+            received: c.received.load(Relaxed),
+            queue_full_elsewhere: c.queue_full_elsewhere.load(Relaxed),
+            dropped_disconnected: c.dropped_disconnected.load(Relaxed),
+            dropped_publish_error: c.dropped_publish_error.load(Relaxed),
+            dropped_invalid: c.dropped_invalid.load(Relaxed),
         }
     }
 }
@@ -234,6 +239,7 @@ impl Bridge {
 pub(crate) fn start(
     config: &ClusterConfig,
     hub: Arc<Hub>,
+    link: Arc<Link>,
     rx: mpsc::Receiver<Outgoing>,
 ) -> std::io::Result<Bridge> {
     let addrs = config
@@ -271,7 +277,7 @@ pub(crate) fn start(
     let config = config.clone();
     let thread = std::thread::Builder::new()
         .name("sockeye-cluster".into())
-        .spawn(move || runtime.block_on(run(config, addrs, hub, rx, stopped)))?;
+        .spawn(move || runtime.block_on(run(config, addrs, hub, link, rx, stopped)))?;
     Ok(Bridge { stop, thread })
 }
 
@@ -287,11 +293,11 @@ async fn run(
     config: ClusterConfig,
     addrs: Vec<async_nats::ServerAddr>,
     hub: Arc<Hub>,
+    link: Arc<Link>,
     rx: mpsc::Receiver<Outgoing>,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let link = hub.cluster.as_ref().expect("the hub has the link");
-    let events_hub = hub.clone();
+    let events_link = link.clone();
     let mut options = async_nats::ConnectOptions::new()
         .name(format!("sockeye {}", link.node_id))
         .retry_on_initial_connect()
@@ -303,11 +309,8 @@ async fn run(
         // bound keeps a stalled link from holding much memory.
         .client_capacity(256)
         .event_callback(move |event| {
-            let hub = events_hub.clone();
+            let link = events_link.clone();
             async move {
-                let Some(link) = hub.cluster.as_ref() else {
-                    return;
-                };
                 match event {
                     async_nats::Event::Connected => {
                         link.stats.connected.store(true, Relaxed);
@@ -331,7 +334,7 @@ async fn run(
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e,
                     "cluster: cannot read the credentials file; not clustered");
-                return drain(rx, stopped, &hub).await;
+                return drain(rx, stopped, &link).await;
             }
         };
     }
@@ -339,7 +342,7 @@ async fn run(
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cluster: cannot start the NATS client; not clustered");
-            return drain(rx, stopped, &hub).await;
+            return drain(rx, stopped, &link).await;
         }
     };
     let subject = format!("{}.*", config.prefix);
@@ -347,17 +350,14 @@ async fn run(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, %subject, "cluster: cannot subscribe; not clustered");
-            return drain(rx, stopped, &hub).await;
+            return drain(rx, stopped, &link).await;
         }
     };
-    let watch_hub = hub.clone();
+    let watch_link = link.clone();
     let urls = config.urls.join(", ");
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let connected = watch_hub
-            .cluster
-            .as_ref()
-            .is_some_and(|l| l.stats.connected.load(Relaxed));
+        let connected = watch_link.stats.connected.load(Relaxed);
         if !connected {
             tracing::warn!(%urls, "cluster: NATS not reachable; serving local rooms only, \
                                   retrying in the background");
@@ -366,10 +366,15 @@ async fn run(
     let publisher = tokio::spawn(publish_loop(
         client.clone(),
         rx,
-        hub.clone(),
+        link.clone(),
         config.prefix.clone(),
     ));
-    let receiver = tokio::spawn(receive_loop(subscriber, hub.clone(), config.prefix.clone()));
+    let receiver = tokio::spawn(receive_loop(
+        subscriber,
+        hub.clone(),
+        link.clone(),
+        config.prefix.clone(),
+    ));
     let _ = stopped.await;
     publisher.abort();
     receiver.abort();
@@ -381,9 +386,8 @@ async fn run(
 async fn drain(
     mut rx: mpsc::Receiver<Outgoing>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
-    hub: &Hub,
+    link: &Link,
 ) {
-    let link = hub.cluster.as_ref().expect("the hub has the link");
     loop {
         tokio::select! {
             _ = &mut stopped => return,
@@ -400,10 +404,9 @@ async fn drain(
 async fn publish_loop(
     client: async_nats::Client,
     mut rx: mpsc::Receiver<Outgoing>,
-    hub: Arc<Hub>,
+    link: Arc<Link>,
     prefix: String,
 ) {
-    let link = hub.cluster.as_ref().expect("the hub has the link");
     while let Some(out) = rx.recv().await {
         if client.connection_state() != async_nats::connection::State::Connected {
             link.stats.dropped_disconnected.fetch_add(1, Relaxed);
@@ -430,8 +433,12 @@ async fn publish_loop(
 
 /// Messages from other nodes (and from any other NATS publisher on a room subject) to the
 /// local members of their room.
-async fn receive_loop(mut subscriber: async_nats::Subscriber, hub: Arc<Hub>, prefix: String) {
-    let link = hub.cluster.as_ref().expect("the hub has the link");
+async fn receive_loop(
+    mut subscriber: async_nats::Subscriber,
+    hub: Arc<Hub>,
+    link: Arc<Link>,
+    prefix: String,
+) {
     while let Some(msg) = subscriber.next().await {
         link.stats.received.fetch_add(1, Relaxed);
         let headers = msg.headers.as_ref();

@@ -207,32 +207,30 @@ pub(crate) fn render_metrics(config: &Config, hub: &Hub) -> String {
             ),
         ],
     );
-    #[cfg(feature = "cluster")]
-    if let Some(link) = &hub.cluster {
-        let c = &link.stats;
+    if let Some(c) = hub.forward.as_ref().map(|f| f.counters()) {
         family(
             "sockeye_cluster_connected",
             "gauge",
             "1 while connected to NATS (cross-node delivery on), else 0.",
-            &one(u64::from(c.connected.load(Relaxed))),
+            &one(u64::from(c.connected)),
         );
         family(
             "sockeye_cluster_connects_total",
             "counter",
             "Connections to NATS made (the first and every reconnect).",
-            &one(c.connects.load(Relaxed)),
+            &one(c.connects),
         );
         family(
             "sockeye_cluster_published_total",
             "counter",
             "Room messages published to NATS for the other nodes.",
-            &one(c.published.load(Relaxed)),
+            &one(c.published),
         );
         family(
             "sockeye_cluster_received_total",
             "counter",
             "Room messages received from NATS.",
-            &one(c.received.load(Relaxed)),
+            &one(c.received),
         );
         family(
             "sockeye_cluster_dropped_total",
@@ -241,20 +239,11 @@ pub(crate) fn render_metrics(config: &Config, hub: &Hub) -> String {
             &[
                 (
                     "{reason=\"queue_full\"}".into(),
-                    sum(&|s| &s.cluster_dropped).wrapping_add(c.queue_full_elsewhere.load(Relaxed)),
+                    sum(&|s| &s.cluster_dropped).wrapping_add(c.queue_full_elsewhere),
                 ),
-                (
-                    "{reason=\"disconnected\"}".into(),
-                    c.dropped_disconnected.load(Relaxed),
-                ),
-                (
-                    "{reason=\"publish_error\"}".into(),
-                    c.dropped_publish_error.load(Relaxed),
-                ),
-                (
-                    "{reason=\"invalid\"}".into(),
-                    c.dropped_invalid.load(Relaxed),
-                ),
+                ("{reason=\"disconnected\"}".into(), c.dropped_disconnected),
+                ("{reason=\"publish_error\"}".into(), c.dropped_publish_error),
+                ("{reason=\"invalid\"}".into(), c.dropped_invalid),
             ],
         );
     }

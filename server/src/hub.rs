@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::handler::{JoinError, WebSocket};
 use crate::id::ConnId;
+use sockeye_codec::session::Prepared;
 
 /// Messages a worker's mailbox holds before senders start dropping (broadcast) or failing
 /// (posted tasks): memory stays bounded even when a worker is stuck.
@@ -325,8 +326,32 @@ pub(crate) struct Hub {
     /// Broadcast frames dropped for full mailboxes when published from outside the workers.
     pub(crate) external_dropped: AtomicU64,
     /// The bridge to the other nodes, when clustered.
-    #[cfg(feature = "cluster")]
-    pub(crate) cluster: Option<crate::cluster::Link>,
+    pub(crate) forward: Option<Arc<dyn Forward>>,
+}
+
+/// Where room messages also go when this process is one node of several (the cluster bridge
+/// implements it); defined here so that the hub does not depend on the bridge.
+pub(crate) trait Forward: Send + Sync {
+    /// Hands a room message to the other nodes without blocking; false when it was dropped
+    /// (a full queue).
+    fn forward(&self, room: &Arc<str>, frame: &Prepared) -> bool;
+    /// Counts a message published from outside the workers that had to be dropped.
+    fn dropped_elsewhere(&self);
+    /// The bridge's counters, for `/metrics`.
+    fn counters(&self) -> ClusterCounters;
+}
+
+/// The cluster bridge's counters at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ClusterCounters {
+    pub(crate) connected: bool,
+    pub(crate) connects: u64,
+    pub(crate) published: u64,
+    pub(crate) received: u64,
+    pub(crate) queue_full_elsewhere: u64,
+    pub(crate) dropped_disconnected: u64,
+    pub(crate) dropped_publish_error: u64,
+    pub(crate) dropped_invalid: u64,
 }
 
 impl Hub {
@@ -334,7 +359,7 @@ impl Hub {
     pub(crate) fn new(
         wakes: Vec<File>,
         rooms: Rooms,
-        #[cfg(feature = "cluster")] cluster: Option<crate::cluster::Link>,
+        forward: Option<Arc<dyn Forward>>,
     ) -> (Hub, Vec<Receiver<Inbox>>) {
         let mut rxs = Vec::new();
         let mailboxes = wakes
@@ -357,8 +382,7 @@ impl Hub {
                 shutdown: AtomicBool::new(false),
                 rooms,
                 external_dropped: AtomicU64::new(0),
-                #[cfg(feature = "cluster")]
-                cluster,
+                forward,
             },
             rxs,
         )
@@ -366,6 +390,30 @@ impl Hub {
 
     pub(crate) fn workers(&self) -> usize {
         self.mailboxes.len()
+    }
+
+    /// Hands a room message published on a worker to the other nodes, if clustered; a drop
+    /// is counted in the worker's `stats`.
+    pub(crate) fn forward_from_worker(
+        &self,
+        room: &Arc<str>,
+        frame: &Prepared,
+        stats: &WorkerStats,
+    ) {
+        if let Some(f) = &self.forward
+            && !f.forward(room, frame)
+        {
+            WorkerStats::add(&stats.cluster_dropped, 1);
+        }
+    }
+
+    /// [`Hub::forward_from_worker`] from any other thread.
+    pub(crate) fn forward_from_elsewhere(&self, room: &str, frame: &Prepared) {
+        if let Some(f) = &self.forward
+            && !f.forward(&Arc::from(room), frame)
+        {
+            f.dropped_elsewhere();
+        }
     }
 
     /// Puts `msg` in worker `w`'s mailbox and wakes it (one eventfd write per batch).
@@ -475,10 +523,7 @@ impl Poster {
     /// every node), from any thread. Returns false if the room has no members in this process;
     /// a worker whose mailbox is full misses the message (counted as dropped).
     pub fn publish(&self, room: &str, msg: &crate::PreparedMessage) -> bool {
-        #[cfg(feature = "cluster")]
-        if let Some(link) = &self.hub.cluster {
-            link.forward_from_elsewhere(room, &msg.0);
-        }
+        self.hub.forward_from_elsewhere(room, &msg.0);
         let Some(key) = self.hub.rooms.find(room) else {
             return false;
         };

@@ -125,16 +125,17 @@ impl Server {
             }
             None => (None, None),
         };
-        let (hub, inboxes) = Hub::new(
-            files,
-            rooms,
-            #[cfg(feature = "cluster")]
-            link,
-        );
+        #[cfg(feature = "cluster")]
+        let link = link.map(Arc::new);
+        #[cfg(feature = "cluster")]
+        let forward = link.clone().map(|l| l as Arc<dyn hub::Forward>);
+        #[cfg(not(feature = "cluster"))]
+        let forward = None;
+        let (hub, inboxes) = Hub::new(files, rooms, forward);
         let hub = Arc::new(hub);
         #[cfg(feature = "cluster")]
-        let bridge = match (&config.cluster, queue) {
-            (Some(c), Some(rx)) => Some(cluster::start(c, hub.clone(), rx)?),
+        let bridge = match (&config.cluster, queue, link) {
+            (Some(c), Some(rx), Some(link)) => Some(cluster::start(c, hub.clone(), link, rx)?),
             _ => None,
         };
         let make_handler = Arc::new(make_handler);

@@ -808,11 +808,10 @@ impl<H: Handler> Worker<H> {
         }
         let frames = std::mem::take(&mut self.io.turn.to_publish);
         let me = usize::from(self.io.worker);
-        for (key, frame, _room) in frames {
-            #[cfg(feature = "cluster")]
-            if let Some(link) = &self.io.hub.cluster {
-                link.forward_from_worker(&_room, &frame, self.io.stats());
-            }
+        for (key, frame, room) in frames {
+            self.io
+                .hub
+                .forward_from_worker(&room, &frame, self.io.stats());
             self.io.hub.broadcast(key, frame.clone(), Some(me));
             self.deliver(key, frame);
         }

@@ -22,10 +22,8 @@ impl Io {
     /// clustered, the other nodes get it all the same).
     pub(crate) fn publish_to(&mut self, name: &str, frame: Prepared) -> bool {
         let Some(key) = self.hub.rooms.find(name) else {
-            #[cfg(feature = "cluster")]
-            if let Some(link) = &self.hub.cluster {
-                link.forward_from_worker(&Arc::from(name), &frame, self.stats());
-            }
+            self.hub
+                .forward_from_worker(&Arc::from(name), &frame, self.stats());
             return false;
         };
         self.turn.to_publish.push((key, frame, Arc::from(name)));

@@ -21,9 +21,10 @@ const STAGE_MIN: usize = 512;
 /// allocation for many), larger or shared ones as [`Bytes`] of their own.
 ///
 /// A driver writes [`Outgoing::chunks`] (after [`Outgoing::seal`]) with one vectored write and
-/// reports what the transport took with [`Outgoing::advance`]. Appending never moves the bytes
-/// of frames already sealed, so a driver whose writes complete later (io_uring) may point the
-/// kernel at them while it appends more.
+/// reports what the transport took with [`Outgoing::advance`]. A driver whose writes complete
+/// later (io_uring) takes the sealed frames out with [`Outgoing::move_sealed`] or
+/// [`Outgoing::pop`] and owns them until the kernel is done, so nothing done to the queue
+/// meanwhile can touch bytes in flight.
 #[derive(Debug, Default)]
 pub struct Outgoing {
     staged: BytesMut,

@@ -219,7 +219,7 @@ impl Session {
                     .command(None, |tx, link| tx.close(link, Some(code), ""))
                     .unwrap_or(false)
                 {
-                    self.ours = Some((Some(e.close_code()), String::new()));
+                    self.ours = Some((Some(code), String::new()));
                     self.clock.closing(now);
                 }
                 return Err(e);
@@ -232,21 +232,7 @@ impl Session {
             Incoming::Ping(_) | Incoming::Close(_) => {
                 self.command(None, |tx, link| tx.respond(link, event));
                 if let Incoming::Close(c) = event {
-                    self.ended = Some(match self.ours.take() {
-                        Some((code, reason)) => Ended {
-                            code,
-                            reason,
-                            by: Initiator::Local,
-                            clean: true,
-                        },
-                        None => Ended {
-                            code: c.code,
-                            reason: c.reason.into(),
-                            by: Initiator::Remote,
-                            clean: true,
-                        },
-                    });
-                    self.clock.finish();
+                    self.end(c.code, c.reason.into(), true);
                 }
             }
             Incoming::Pong(_) => {}
@@ -324,8 +310,8 @@ impl Session {
                 let _ = self.ping(b"");
             }
             Due::IdleClose => {
+                // The clock is closing already; this records our close for `ended`.
                 let _ = self.close(Some(CloseCode::GOING_AWAY), "idle timeout", now);
-                self.clock.closing(now);
             }
             Due::CloseTimeout => self.transport_ended(),
         }
@@ -335,23 +321,26 @@ impl Session {
     /// The transport ended (or is being closed) before the close handshake finished: records
     /// how the connection ended (our close's code if we sent one, else 1006).
     pub fn transport_ended(&mut self) {
+        self.end(Some(CloseCode::ABNORMAL), String::new(), false);
+    }
+
+    /// Records how the connection ended, once: by our close if we sent one first, else by
+    /// the peer's (`code` and `reason`: its close frame's, or 1006 for a transport that ended
+    /// without one). Nothing is due after it.
+    fn end(&mut self, code: Option<CloseCode>, reason: String, clean: bool) {
         self.clock.finish();
         if self.ended.is_some() {
             return;
         }
-        self.ended = Some(match self.ours.take() {
-            Some((code, reason)) => Ended {
-                code,
-                reason,
-                by: Initiator::Local,
-                clean: false,
-            },
-            None => Ended {
-                code: Some(CloseCode::ABNORMAL),
-                reason: String::new(),
-                by: Initiator::Remote,
-                clean: false,
-            },
+        let (code, reason, by) = match self.ours.take() {
+            Some((ours, why)) => (ours, why, Initiator::Local),
+            None => (code, reason, Initiator::Remote),
+        };
+        self.ended = Some(Ended {
+            code,
+            reason,
+            by,
+            clean,
         });
     }
 }

@@ -545,11 +545,7 @@ impl Sender {
         if self.streaming.is_some() {
             return Err(SendError::MessageInProgress);
         }
-        let queued = link.out.queued();
-        if queued != 0 && queued.saturating_add(len) > link.bound {
-            return Err(SendError::Full { queued, len });
-        }
-        Ok(())
+        fits(link, len)
     }
 
     /// Queues a whole message (copied into the queue; compressed if the compressor wants it).
@@ -669,13 +665,7 @@ impl Sender {
         };
         // Every fragment is held to the bound (a refused one may be sent again once the
         // queue drained; the message stays open meanwhile).
-        let queued = link.out.queued();
-        if queued != 0 && queued.saturating_add(payload.len()) > link.bound {
-            return Err(SendError::Full {
-                queued,
-                len: payload.len(),
-            });
-        }
+        fits(link, payload.len())?;
         let header = Header {
             fin: fragment.fin,
             rsv1: first && fragment.compressed,
@@ -774,6 +764,16 @@ impl Sender {
             r => r,
         }
     }
+}
+
+/// Refuses `len` more bytes of data that would take a non-empty queue past its bound.
+#[inline]
+fn fits(link: &Link<'_>, len: usize) -> Result<(), SendError> {
+    let queued = link.out.queued();
+    if queued != 0 && queued.saturating_add(len) > link.bound {
+        return Err(SendError::Full { queued, len });
+    }
+    Ok(())
 }
 
 fn opcode(kind: DataKind) -> OpCode {

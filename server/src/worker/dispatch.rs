@@ -134,7 +134,7 @@ pub(super) fn decode_frames<H: Handler>(
         if !matches!(conn.state, State::Open | State::Closing) {
             return buf.len();
         }
-        let mut inflater = conn.deflate.as_deref_mut().map(|c| Inflater {
+        let mut inflater = conn.deflate.as_deref_mut().map(|c| Engines {
             conn: c,
             worker: &mut io.deflate,
             id,
@@ -217,24 +217,4 @@ pub(super) fn fail(io: &mut Io, id: ConnId, conn: &mut Conn, e: sockeye_codec::E
     };
     io.start_close(id, conn, close);
     conn.close_after_send = true;
-}
-
-/// The receiver's [`Inflate`] on the event loop: the connection's state, the worker's engines.
-pub(super) struct Inflater<'a> {
-    pub(super) conn: &'a mut ConnDeflate,
-    pub(super) worker: &'a mut Deflater,
-    pub(super) id: ConnId,
-}
-
-impl Inflate for Inflater<'_> {
-    fn inflate(
-        &mut self,
-        input: &[u8],
-        fin: bool,
-        out: &mut Vec<u8>,
-        limit: u64,
-    ) -> Result<(), sockeye_codec::Error> {
-        self.worker
-            .inflate(self.id, self.conn, input, fin, out, limit)
-    }
 }

@@ -8,7 +8,6 @@
 //! thread; the io_uring workers never wait for it: they hand messages over through a bounded
 //! queue and count what does not fit.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::config::ClusterConfig;
 use crate::hub::{ClusterCounters, Forward, Hub};
 use sockeye_codec::session::Prepared;
 
@@ -24,69 +24,6 @@ use sockeye_codec::session::Prepared;
 const NODE_HEADER: &str = "Sockeye-Node";
 /// Header carrying the message type: `text` or `binary`.
 const TYPE_HEADER: &str = "Sockeye-Type";
-
-/// Where and how to join a cluster.
-///
-/// ```
-/// use sockeye_server::{ClusterConfig, Config};
-/// let cluster = ClusterConfig::new("nats://127.0.0.1:4222")
-///     .url("nats://user:secret@10.0.0.2:4222")
-///     .subject_prefix("chat.rooms");
-/// let config = Config::new("127.0.0.1:9001".parse().unwrap()).cluster(cluster);
-/// ```
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    pub(crate) urls: Vec<String>,
-    pub(crate) credentials: Option<PathBuf>,
-    pub(crate) prefix: String,
-    pub(crate) queue: usize,
-    pub(crate) node_id: Option<String>,
-}
-
-impl ClusterConfig {
-    /// A cluster reached through the NATS server at `url` (`nats://[user:pass@]host:port`).
-    pub fn new(url: impl Into<String>) -> Self {
-        ClusterConfig {
-            urls: vec![url.into()],
-            credentials: None,
-            prefix: "sockeye.room".into(),
-            queue: 1 << 16,
-            node_id: None,
-        }
-    }
-
-    /// Another seed server of the same NATS cluster.
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.urls.push(url.into());
-        self
-    }
-
-    /// Authenticates with a NATS `.creds` file (JWT and NKey seed).
-    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.credentials = Some(path.into());
-        self
-    }
-
-    /// The subject prefix rooms live under (default `sockeye.room`); nodes of one cluster
-    /// must agree on it.
-    pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Messages waiting to go to NATS before further ones are dropped (default 65,536).
-    pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.queue = n.max(1);
-        self
-    }
-
-    /// This node's id, sent in the `Sockeye-Node` header of what it publishes (default: 16
-    /// random hex digits).
-    pub fn node_id(mut self, id: impl Into<String>) -> Self {
-        self.node_id = Some(id.into());
-        self
-    }
-}
 
 /// A message on its way from a worker to NATS.
 pub(crate) struct Outgoing {

@@ -3,44 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::client::Compression;
+use crate::client::with_threshold;
 use sockeye_codec::deflate::DeflateConfig;
-
-/// permessage-deflate modes, as in coder/websocket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    /// No compression is offered or accepted (the default).
-    #[default]
-    Disabled,
-    /// Context takeover both ways where the peer allows it: the best ratio for streams of
-    /// similar messages. Busy connections hold zlib engines; idle ones only their LZ77
-    /// history (at most 32 KiB each way), the engines going back to a per-worker pool.
-    ContextTakeover,
-    /// Each message compressed on its own, both ways: nothing is held between messages.
-    NoContextTakeover,
-}
-
-impl Compression {
-    /// The codec policy for this mode (`None` when disabled).
-    pub fn deflate_config(self) -> Option<DeflateConfig> {
-        match self {
-            Compression::Disabled => None,
-            Compression::ContextTakeover => Some(DeflateConfig::new()),
-            Compression::NoContextTakeover => Some(DeflateConfig::new().no_context_takeover()),
-        }
-    }
-}
-
-/// `config` with `threshold` applied if one was set.
-pub(crate) fn with_threshold(
-    config: Option<DeflateConfig>,
-    threshold: Option<usize>,
-) -> Option<DeflateConfig> {
-    let d = config?;
-    Some(match threshold {
-        Some(t) => d.threshold(t),
-        None => d,
-    })
-}
 
 /// What to do with a broadcast subscriber whose send queue is over its bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +57,7 @@ pub struct Config {
     pub(crate) max_rooms: usize,
     pub(crate) max_room_name: usize,
     #[cfg(feature = "cluster")]
-    pub(crate) cluster: Option<crate::ClusterConfig>,
+    pub(crate) cluster: Option<ClusterConfig>,
 }
 
 /// A fixed document served to plain (non-upgrade) `GET` and `HEAD` requests for its path.
@@ -329,10 +294,10 @@ impl Config {
     }
 
     /// Joins a cluster through NATS: room messages published here reach the rooms' members on
-    /// every node, and theirs reach the members here (see [`ClusterConfig`](crate::ClusterConfig)).
+    /// every node, and theirs reach the members here (see [`ClusterConfig`]).
     /// Without NATS the node still serves its local rooms, and reconnects in the background.
     #[cfg(feature = "cluster")]
-    pub fn cluster(mut self, cluster: crate::ClusterConfig) -> Self {
+    pub fn cluster(mut self, cluster: ClusterConfig) -> Self {
         self.cluster = Some(cluster);
         self
     }
@@ -340,6 +305,71 @@ impl Config {
     /// Log a one-line summary (connections, messages/s) at this interval.
     pub fn stats_interval(mut self, every: Option<Duration>) -> Self {
         self.stats_interval = every;
+        self
+    }
+}
+
+/// Where and how to join a cluster (feature `cluster`).
+///
+/// ```
+/// use sockeye_server::{ClusterConfig, Config};
+/// let cluster = ClusterConfig::new("nats://127.0.0.1:4222")
+///     .url("nats://user:secret@10.0.0.2:4222")
+///     .subject_prefix("chat.rooms");
+/// let config = Config::new("127.0.0.1:9001".parse().unwrap()).cluster(cluster);
+/// ```
+#[cfg(feature = "cluster")]
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub(crate) urls: Vec<String>,
+    pub(crate) credentials: Option<std::path::PathBuf>,
+    pub(crate) prefix: String,
+    pub(crate) queue: usize,
+    pub(crate) node_id: Option<String>,
+}
+
+#[cfg(feature = "cluster")]
+impl ClusterConfig {
+    /// A cluster reached through the NATS server at `url` (`nats://[user:pass@]host:port`).
+    pub fn new(url: impl Into<String>) -> Self {
+        ClusterConfig {
+            urls: vec![url.into()],
+            credentials: None,
+            prefix: "sockeye.room".into(),
+            queue: 1 << 16,
+            node_id: None,
+        }
+    }
+
+    /// Another seed server of the same NATS cluster.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.urls.push(url.into());
+        self
+    }
+
+    /// Authenticates with a NATS `.creds` file (JWT and NKey seed).
+    pub fn credentials_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.credentials = Some(path.into());
+        self
+    }
+
+    /// The subject prefix rooms live under (default `sockeye.room`); nodes of one cluster
+    /// must agree on it.
+    pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Messages waiting to go to NATS before further ones are dropped (default 65,536).
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue = n.max(1);
+        self
+    }
+
+    /// This node's id, sent in the `Sockeye-Node` header of what it publishes (default: 16
+    /// random hex digits).
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = Some(id.into());
         self
     }
 }

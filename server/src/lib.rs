@@ -50,9 +50,10 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+pub use client::Compression;
 #[cfg(feature = "cluster")]
-pub use cluster::ClusterConfig;
-pub use config::{Compression, Config, SlowPolicy};
+pub use config::ClusterConfig;
+pub use config::{Config, SlowPolicy};
 pub use connect::Connect;
 pub use handler::{
     Chunk, Handler, JoinError, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket,

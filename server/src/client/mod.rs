@@ -36,12 +36,47 @@ use sockeye_codec::deflate::{self, Agreement, DeflateConfig};
 use sockeye_codec::handshake::{self, ClientRequest, HandshakeError, Response};
 use sockeye_codec::{DEFAULT_MAX_MESSAGE, DataKind, EncodeError, Status};
 
-use crate::Compression;
-
 pub use conn::{Conn, MessageReader};
 pub use error::{CloseError, Error, MAX_ERROR_BODY, close_status};
 pub use tunnel::{Tunnel, TunnelWriter};
 pub use writer::{CLOSE_TIMEOUT, DEFAULT_FRAGMENT, MessageWriter, Writer};
+
+/// permessage-deflate modes, as in coder/websocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// No compression is offered or accepted (the default).
+    #[default]
+    Disabled,
+    /// Context takeover both ways where the peer allows it: the best ratio for streams of
+    /// similar messages. Busy connections hold zlib engines; idle ones only their LZ77
+    /// history (at most 32 KiB each way), the engines going back to a per-worker pool.
+    ContextTakeover,
+    /// Each message compressed on its own, both ways: nothing is held between messages.
+    NoContextTakeover,
+}
+
+impl Compression {
+    /// The codec policy for this mode (`None` when disabled).
+    pub fn deflate_config(self) -> Option<DeflateConfig> {
+        match self {
+            Compression::Disabled => None,
+            Compression::ContextTakeover => Some(DeflateConfig::new()),
+            Compression::NoContextTakeover => Some(DeflateConfig::new().no_context_takeover()),
+        }
+    }
+}
+
+/// `config` with `threshold` applied if one was set.
+pub(crate) fn with_threshold(
+    config: Option<DeflateConfig>,
+    threshold: Option<usize>,
+) -> Option<DeflateConfig> {
+    let d = config?;
+    Some(match threshold {
+        Some(t) => d.threshold(t),
+        None => d,
+    })
+}
 
 use conn::{Accepted, RecvBuf};
 
@@ -201,7 +236,7 @@ impl DialOptions {
     }
 
     fn deflate_config(&self) -> Option<DeflateConfig> {
-        crate::config::with_threshold(self.deflate, self.compression_threshold)
+        with_threshold(self.deflate, self.compression_threshold)
     }
 
     /// Adds a request header. The headers of the upgrade itself (`Upgrade`, `Connection`,

@@ -7,7 +7,6 @@ use sockeye_codec::session::Prepared;
 use sockeye_codec::{Close, CloseCode, EncodeError};
 
 use crate::id::ConnId;
-use crate::worker::{Conn, Io};
 
 pub use sockeye_codec::session::{Chunk, Message, OwnedMessage};
 
@@ -132,56 +131,88 @@ impl PreparedMessage {
     }
 }
 
-/// A handle to one connection, lent to the handler for the duration of a callback.
-pub struct WebSocket<'w> {
-    pub(crate) id: ConnId,
-    pub(crate) conn: &'w mut Conn,
-    pub(crate) io: &'w mut Io,
+/// One connection as an engine lends it to a handler callback. Each engine implements this
+/// over its own connection state and worker; handlers see it only through [`WebSocket`], so
+/// the API names no engine type and one `Handler` runs on any engine.
+///
+/// The checks that do not depend on the engine (a sendable close code, the reason's length,
+/// a ping's 125 bytes) are made by [`WebSocket`] before it calls in.
+pub(crate) trait Connection {
+    fn id(&self) -> ConnId;
+    /// `Connect::token` of an outbound connection.
+    fn token(&self) -> Option<u64>;
+    fn send(&mut self, msg: Message<'_>) -> SendStatus;
+    fn send_owned(&mut self, msg: OwnedMessage) -> SendStatus;
+    fn send_prepared(&mut self, msg: &Prepared) -> SendStatus;
+    /// `payload` is at most 125 bytes.
+    fn ping(&mut self, payload: &[u8]) -> SendStatus;
+    /// `close` carries a sendable code and a reason of at most 123 bytes.
+    fn close(&mut self, close: Close<'_>);
+    fn close_now(&mut self);
+    fn subprotocol(&self) -> Option<&str>;
+    fn compressed(&self) -> bool;
+    fn peer_addr(&self) -> io::Result<SocketAddr>;
+    /// The upgrade request's bytes, during `on_open` of an accepted connection.
+    fn request(&self) -> Option<&[u8]>;
+    fn set_read_limit(&mut self, bytes: u64);
+    fn buffered_amount(&self) -> usize;
+    fn publish(&mut self, msg: &Prepared) -> bool;
+    fn publish_to(&mut self, room: &str, msg: &Prepared) -> bool;
+    fn join(&mut self, room: &str) -> Result<(), JoinError>;
+    fn leave(&mut self);
+    fn subscribed(&self) -> bool;
 }
 
-impl WebSocket<'_> {
+/// A handle to one connection, lent to the handler for the duration of a callback.
+pub struct WebSocket<'w> {
+    conn: &'w mut dyn Connection,
+}
+
+impl<'w> WebSocket<'w> {
+    /// Lends `conn` to a callback (what an engine does).
+    #[inline]
+    pub(crate) fn new(conn: &'w mut dyn Connection) -> Self {
+        WebSocket { conn }
+    }
+
     /// This connection's id, valid until [`Handler::on_close`]; use it with a
     /// [`Poster`](crate::Poster) to reach the connection from another thread.
     pub fn id(&self) -> ConnId {
-        self.id
+        self.conn.id()
     }
 
     /// The token of an outbound connection ([`Connect::token`](crate::Connect::token));
     /// `None` for an accepted one.
     pub fn token(&self) -> Option<u64> {
-        if !self.conn.outbound() {
-            return None;
-        }
-        self.io.client(self.id).map(|c| c.token)
+        self.conn.token()
     }
 
     /// Queues a text message.
     #[inline]
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.io.send_data(self.id, self.conn, Message::Text(text))
+        self.conn.send(Message::Text(text))
     }
 
     /// Queues a binary message.
     #[inline]
     pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
-        self.io.send_data(self.id, self.conn, Message::Binary(data))
+        self.conn.send(Message::Binary(data))
     }
 
     /// Queues a message whose buffer is handed over: the payload is sent from it, not copied
     /// (echoing or forwarding a large message).
     pub fn send_owned(&mut self, msg: OwnedMessage) -> SendStatus {
-        self.io.send_owned(self.id, self.conn, msg)
+        self.conn.send_owned(msg)
     }
 
     /// Queues a message framed once for many connections (no copy).
     pub fn send_prepared(&mut self, msg: &PreparedMessage) -> SendStatus {
-        self.io.send_prepared(self.id, self.conn, &msg.0)
+        self.conn.send_prepared(&msg.0)
     }
 
     /// Queues a ping (payload of at most 125 bytes; longer is cut).
     pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
-        let payload = &payload[..payload.len().min(125)];
-        self.io.send_control(self.id, self.conn, true, payload)
+        self.conn.ping(&payload[..payload.len().min(125)])
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes at a character
@@ -210,25 +241,21 @@ impl WebSocket<'_> {
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
-        self.io.start_close(
-            self.id,
-            self.conn,
-            Close {
-                code: Some(code),
-                reason: &reason[..end],
-            },
-        );
+        self.conn.close(Close {
+            code: Some(code),
+            reason: &reason[..end],
+        });
         Ok(())
     }
 
     /// Closes the socket now, without a close handshake.
     pub fn close_now(&mut self) {
-        self.io.teardown(self.conn);
+        self.conn.close_now();
     }
 
     /// The negotiated subprotocol, if any.
     pub fn subprotocol(&self) -> Option<&str> {
-        self.io.subprotocol(self.id, self.conn)
+        self.conn.subprotocol()
     }
 
     /// Whether permessage-deflate was negotiated (then messages from the threshold up are sent
@@ -259,7 +286,7 @@ impl WebSocket<'_> {
     pub fn request_path(&self) -> Option<&str> {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
-        req.parse(self.io.request()?).ok()?;
+        req.parse(self.conn.request()?).ok()?;
         req.path
     }
 
@@ -268,7 +295,7 @@ impl WebSocket<'_> {
     pub fn request_header(&self, name: &str) -> Option<&[u8]> {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
-        req.parse(self.io.request()?).ok()?;
+        req.parse(self.conn.request()?).ok()?;
         req.headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
@@ -290,20 +317,20 @@ impl WebSocket<'_> {
     /// they were published. Returns false, and sends nothing, if this connection is in no
     /// room (use [`WebSocket::publish_to`] to speak into a room without joining it).
     pub fn publish(&mut self, msg: &PreparedMessage) -> bool {
-        self.io.publish(self.conn, msg.0.clone())
+        self.conn.publish(&msg.0)
     }
 
     /// Publishes to the room named `room` (looked up in the process-wide room table, which
     /// [`WebSocket::publish`] does not need); false if it has no members in this process (when
     /// clustered, the other nodes get it all the same).
     pub fn publish_to(&mut self, room: &str, msg: &PreparedMessage) -> bool {
-        self.io.publish_to(room, msg.0.clone())
+        self.conn.publish_to(room, &msg.0)
     }
 
     /// Joins the default room (`""`), which every `subscribe`d connection shares.
     pub fn subscribe(&mut self) {
         // The default room always exists and its name is empty: joining it cannot fail.
-        let _ = self.io.join(self.id, self.conn, "");
+        let _ = self.conn.join("");
     }
 
     /// Joins room `room` (leaving the one this connection was in): from now on it gets what
@@ -326,12 +353,12 @@ impl WebSocket<'_> {
     /// }
     /// ```
     pub fn join(&mut self, room: &str) -> Result<(), JoinError> {
-        self.io.join(self.id, self.conn, room)
+        self.conn.join(room)
     }
 
     /// Leaves this connection's room, if it is in one.
     pub fn leave(&mut self) {
-        self.io.leave(self.conn);
+        self.conn.leave();
     }
 
     /// Whether this connection is in a room (the default room included).

@@ -17,7 +17,7 @@ pub(super) fn call<H: Handler>(
     f: impl FnOnce(&mut H, &mut WebSocket<'_>),
 ) {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        f(handler, &mut WebSocket { id, conn, io });
+        f(handler, &mut WebSocket::new(&mut Lent { id, conn, io }));
     }));
     if let Err(panic) = r {
         handler_panicked(io, id, Some(conn), &*panic);
@@ -158,28 +158,28 @@ pub(super) fn decode_frames<H: Handler>(
             }
             Incoming::Message(msg) => {
                 WorkerStats::add(&io.stats().messages_in, 1);
-                handler.on_message(&mut WebSocket { id, conn, io }, msg);
+                handler.on_message(&mut WebSocket::new(&mut Lent { id, conn, io }), msg);
             }
             Incoming::Assembled(msg) => {
                 WorkerStats::add(&io.stats().messages_in, 1);
-                handler.on_message_owned(&mut WebSocket { id, conn, io }, msg);
+                handler.on_message_owned(&mut WebSocket::new(&mut Lent { id, conn, io }), msg);
             }
             Incoming::Chunk(chunk) => {
                 if chunk.last {
                     WorkerStats::add(&io.stats().messages_in, 1);
                 }
-                handler.on_chunk(&mut WebSocket { id, conn, io }, chunk);
+                handler.on_chunk(&mut WebSocket::new(&mut Lent { id, conn, io }), chunk);
             }
             Incoming::Ping(p) => {
                 // The session answers (no pong once the queue is past its hard bound).
                 io.respond(id, conn, &Incoming::Ping(p));
                 if conn.state == State::Open {
-                    handler.on_ping(&mut WebSocket { id, conn, io }, p);
+                    handler.on_ping(&mut WebSocket::new(&mut Lent { id, conn, io }), p);
                 }
             }
             Incoming::Pong(p) => {
                 if conn.state == State::Open {
-                    handler.on_pong(&mut WebSocket { id, conn, io }, p);
+                    handler.on_pong(&mut WebSocket::new(&mut Lent { id, conn, io }), p);
                 }
             }
             Incoming::Close(c) => {

@@ -5,7 +5,8 @@
 //! - `slab`: connection ids and the connection table. `conn`: one connection's state.
 //! - `upgrade` and `outbound`: the two sides of the handshake, then `open`.
 //! - `dispatch`: received bytes → `sockeye_codec::session::Receiver` → handler callbacks (each
-//!   behind a panic guard).
+//!   behind a panic guard). `lent`: a connection and the worker's [`Io`] as the handler API's
+//!   engine-neutral `Connection`, which `WebSocket` wraps.
 //! - `send` ([`Io`]): what callbacks may use; commands to the connection's session `Sender`
 //!   (framing, order, the hard bound, the close handshake) into its `Outgoing` queue, plus
 //!   backpressure and the slow policy. `Io` groups the worker's `Time` (the wheel, the
@@ -51,6 +52,7 @@ use crate::timer::{TimerKind, Wheel};
 
 mod conn;
 mod dispatch;
+mod lent;
 mod outbound;
 mod rooms;
 mod send;
@@ -59,6 +61,7 @@ mod upgrade;
 
 use conn::*;
 use dispatch::*;
+use lent::*;
 use outbound::*;
 use rooms::*;
 use send::*;

@@ -295,6 +295,7 @@ impl Decoder {
     /// The UTF-8 validator, for the session's receiver to check inflated text with while a
     /// compressed message is in progress (the decoder itself checks only uncompressed text, so
     /// it does not touch the validator during such a message).
+    #[cfg(feature = "alloc")]
     pub(crate) fn utf8_mut(&mut self) -> &mut Utf8Validator {
         &mut self.utf8
     }

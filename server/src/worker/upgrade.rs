@@ -118,13 +118,7 @@ pub(super) fn accept(io: &Io, req: &Request<'_, '_>) -> Result<Accepted, (u16, S
     if io.hub.shutdown.load(Ordering::Acquire) {
         return Err((503, "the server is shutting down".into()));
     }
-    if !config.insecure_skip_origin_check {
-        let patterns: Vec<&str> = config.allowed_origins.iter().map(String::as_str).collect();
-        if !handshake::origin_allowed(req.origin, req.host, &patterns) {
-            let origin = req.origin.unwrap_or_default();
-            return Err((403, format!("origin {origin:?} not allowed")));
-        }
-    }
+    let origins: Vec<&str> = config.allowed_origins.iter().map(String::as_str).collect();
     // A connection stores its subprotocol as an index + 1 in a byte: the first 255 count.
     let supported: Vec<&str> = config
         .subprotocols
@@ -132,24 +126,27 @@ pub(super) fn accept(io: &Io, req: &Request<'_, '_>) -> Result<Accepted, (u16, S
         .take(usize::from(u8::MAX))
         .map(String::as_str)
         .collect();
-    let chosen = handshake::select_protocol(&req.protocols, &supported);
-    let proto = chosen
-        .and_then(|p| supported.iter().position(|s| *s == p))
-        .and_then(|i| u8::try_from(i + 1).ok())
-        .unwrap_or(0);
-    let deflate = io
-        .deflate
-        .config
-        .and_then(|c| deflate::negotiate(req.extensions.iter().copied(), &c));
-    let extension = deflate.map(|a| a.to_string());
+    let mut policy = Policy::new()
+        .origins(&origins)
+        .protocols(&supported)
+        .deflate(io.deflate.config.as_ref());
+    if config.insecure_skip_origin_check {
+        policy = policy.insecure_any_origin();
+    }
+    let upgrade = policy
+        .decide(req)
+        .map_err(|r| (r.status(), r.to_string()))?;
     let mut response = vec![0u8; 512];
-    let n = req
-        .accept(&mut response, chosen, extension.as_deref())
+    let n = upgrade
+        .write_response(req, &policy, &mut response)
         .map_err(|e| (500, e.to_string()))?;
     response.truncate(n);
     Ok(Accepted {
         response,
-        proto,
-        deflate,
+        proto: upgrade
+            .protocol
+            .and_then(|i| u8::try_from(i + 1).ok())
+            .unwrap_or(0),
+        deflate: upgrade.deflate,
     })
 }

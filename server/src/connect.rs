@@ -37,9 +37,8 @@ use crate::client::{self, DialOptions, Error};
 #[derive(Debug, Clone)]
 pub struct Connect {
     pub(crate) addr: SocketAddr,
-    /// The `Host` header the URL gives (the options may replace it).
-    pub(crate) host: String,
-    pub(crate) path: String,
+    /// Where the URL points (its `Host` header and path go in the request).
+    pub(crate) target: client::Target,
     /// Headers, subprotocols and origin: the same options type as [`client::dial`]'s, checked
     /// the same way (the upgrade's own headers are refused).
     pub(crate) options: DialOptions,
@@ -68,8 +67,7 @@ impl Connect {
             .ok_or_else(|| Error::Url(format!("{} resolved to no address", target.host)))?;
         Ok(Connect {
             addr,
-            host: target.host_header,
-            path: target.path,
+            target,
             options,
             source: None,
             token: 0,

@@ -28,7 +28,8 @@
 //! server.join().unwrap();
 //! ```
 
-pub mod client;
+/// The blocking client: the [`sockeye_client`] crate, re-exported.
+pub use sockeye_client as client;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod compress;
@@ -39,7 +40,6 @@ mod handlers;
 mod http;
 mod hub;
 mod id;
-mod masks;
 mod ring;
 mod timer;
 mod worker;

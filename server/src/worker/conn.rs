@@ -69,9 +69,8 @@ pub(crate) struct ClientSide {
     pub(crate) token: u64,
     /// The subprotocol the server chose.
     pub(super) protocol: Option<String>,
-    /// Until the handshake completes: our key and the subprotocols offered.
-    pub(super) key: [u8; 24],
-    pub(super) offered: Vec<String>,
+    /// Until the handshake completes: the request's key and what it offered.
+    pub(super) handshake: Option<ClientHandshake>,
     /// The handshake completed (`on_open` was called).
     pub(super) opened: bool,
     /// Why the connection failed before it opened.

@@ -32,8 +32,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use sockeye_codec::deflate::{self, Agreement};
-use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request, Response};
+use sockeye_codec::deflate::Agreement;
+use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Policy, Request};
 use sockeye_codec::session::{
     Clock, Due, Incoming, Inflate, Link, Message, Outgoing, OwnedMessage, Prepared, Receiver,
     SendError, Sender, Timeouts,
@@ -46,9 +46,9 @@ use crate::handler::JoinError;
 use crate::handler::{Handler, SendStatus, WebSocket};
 use crate::hub::{Hub, Inbox, Refusal, RoomKey, WorkerStats};
 use crate::id::{ConnId, EPOCH_MASK};
-use crate::masks::MaskKeys;
 use crate::ring::{BufRing, Completion, Op, RecvBuf, Ring, SendQueue};
 use crate::timer::{TimerKind, Wheel};
+use sockeye_client::{ClientHandshake, OsMaskKeys, Reply};
 
 mod conn;
 mod dispatch;
@@ -142,7 +142,7 @@ impl<H: Handler> Worker<H> {
                 turn: Turn::default(),
                 rooms: Vec::new(),
                 clients: Clients {
-                    masks: MaskKeys::new(),
+                    masks: OsMaskKeys::new(),
                     by_slot: Vec::new(),
                 },
                 deflate,
@@ -729,7 +729,7 @@ impl<H: Handler> Worker<H> {
             call_detached(&self.io, None, || handler.on_connect_error(c.token, e));
             return;
         }
-        let (fd, request, key) = match outbound_socket(&mut self.io, &c) {
+        let (fd, handshake) = match outbound_socket(&mut self.io, &c) {
             Ok(x) => x,
             Err(e) => {
                 let handler = &mut self.handler;
@@ -737,14 +737,6 @@ impl<H: Handler> Worker<H> {
                 return;
             }
         };
-        let client = Box::new(ClientSide {
-            token: c.token,
-            protocol: None,
-            key,
-            offered: c.options.protocols().to_vec(),
-            opened: false,
-            error: None,
-        });
         let (now, max) = (self.io.time.now, self.io.config.max_message);
         let (slot, epoch) = self
             .slab
@@ -756,9 +748,15 @@ impl<H: Handler> Worker<H> {
                 .by_slot
                 .resize_with(slot as usize + 1, || None);
         }
-        self.io.clients.by_slot[slot as usize] = Some(client);
         let conn = self.slab.get(slot, epoch).expect("just inserted");
-        conn.output().stage().extend_from_slice(&request);
+        conn.output().stage().extend_from_slice(handshake.request());
+        self.io.clients.by_slot[slot as usize] = Some(Box::new(ClientSide {
+            token: c.token,
+            protocol: None,
+            handshake: Some(handshake),
+            opened: false,
+            error: None,
+        }));
         let fd = conn.fd.as_raw_fd();
         match self.io.ring.connect(fd, c.addr.into(), id.data()) {
             Ok(()) => conn.connect_armed = true,

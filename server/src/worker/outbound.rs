@@ -2,11 +2,11 @@
 
 use super::*;
 
-/// A socket for an outbound connection, and its upgrade request with the key it carries.
+/// A socket for an outbound connection, and its handshake (the request, with a fresh key).
 pub(super) fn outbound_socket(
     io: &mut Io,
     c: &crate::Connect,
-) -> io::Result<(OwnedFd, Vec<u8>, [u8; 24])> {
+) -> io::Result<(OwnedFd, ClientHandshake)> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(c.addr), Type::STREAM.cloexec(), None)?;
     socket.set_tcp_nodelay(true)?;
@@ -17,13 +17,9 @@ pub(super) fn outbound_socket(
     for chunk in random.chunks_mut(4) {
         chunk.copy_from_slice(&io.clients.masks.next_key());
     }
-    let key = handshake::client_key(random);
-    let offer = io.deflate.config.map(|d| deflate::client_offer(&d));
-    let parts = c.options.request_parts(&c.host, &c.path, offer.as_deref());
-    let request = parts
-        .encode(&key)
+    let handshake = ClientHandshake::new(&c.target, &c.options, io.deflate.config, random)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    Ok((OwnedFd::from(socket), request, key))
+    Ok((OwnedFd::from(socket), handshake))
 }
 
 /// (Outbound) tries to complete the upgrade from the response bytes received so far.
@@ -43,34 +39,21 @@ pub(super) fn client_handshake<H: Handler>(
         io.teardown(conn); // cannot happen: outbound connections have their client state
         return;
     };
-    let mut headers = [EMPTY_HEADER; 64];
-    let verdict = match Response::parse(&input.pending, &mut headers) {
-        Ok(Status::Partial { .. }) if input.pending.len() > io.config.max_request => {
+    let Some(handshake) = client.handshake.as_ref() else {
+        io.teardown(conn); // cannot happen: the handshake is kept until it completes
+        return;
+    };
+    let verdict = match handshake.response(&input.pending) {
+        Ok(None) if input.pending.len() > io.config.max_request => {
             Err("the response headers are too large".to_owned())
         }
-        Ok(Status::Partial { .. }) => {
+        Ok(None) => {
             conn.input = Some(input);
             return;
         }
-        Err(e) => Err(format!("invalid handshake response: {e}")),
-        Ok(Status::Complete((resp, _))) if resp.status != 101 => {
-            Err(format!("handshake refused: HTTP {}", resp.status))
-        }
-        Ok(Status::Complete((resp, len))) => {
-            let offered: Vec<&str> = client.offered.iter().map(String::as_str).collect();
-            let policy = io.deflate.config;
-            let agreed = match policy {
-                Some(c) => deflate::accept_response(resp.extensions(), &c),
-                None => Ok(None),
-            };
-            match (
-                resp.validate(&client.key, &offered, policy.is_some()),
-                agreed,
-            ) {
-                (Ok(p), Ok(a)) => Ok((p.map(str::to_owned), a, len)),
-                (Err(e), _) | (_, Err(e)) => Err(format!("invalid handshake response: {e}")),
-            }
-        }
+        Ok(Some(Reply::Refused { status, .. })) => Err(format!("handshake refused: HTTP {status}")),
+        Ok(Some(Reply::Accepted(agreed))) => Ok(agreed),
+        Err(e) => Err(e.to_string()),
     };
     match verdict {
         Err(why) => {
@@ -78,14 +61,14 @@ pub(super) fn client_handshake<H: Handler>(
             client.error = Some(why);
             io.teardown(conn);
         }
-        Ok((protocol, agreed, len)) => {
-            client.protocol = protocol;
+        Ok(agreed) => {
+            client.protocol = agreed.protocol;
             client.opened = true;
-            client.offered = Vec::new();
-            if let (Some(a), Some(config)) = (agreed, io.deflate.config) {
+            client.handshake = None;
+            if let Some((a, config)) = agreed.deflate {
                 enable_deflate(conn, ConnDeflate::new(Role::Client, &a, &config));
             }
-            open(io, handler, id, conn, &mut input.pending, len);
+            open(io, handler, id, conn, &mut input.pending, agreed.len);
         }
     }
 }

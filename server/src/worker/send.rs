@@ -55,7 +55,7 @@ pub(super) struct Turn {
 /// Outbound connections' masking keys and client state.
 pub(super) struct Clients {
     /// Masking keys for every frame they send.
-    pub(super) masks: MaskKeys,
+    pub(super) masks: OsMaskKeys,
     /// Their client state, by connection slot.
     pub(super) by_slot: Vec<Option<Box<ClientSide>>>,
 }

@@ -161,6 +161,12 @@ impl Session {
         self.ended.as_ref()
     }
 
+    /// Bytes queued and not yet written.
+    #[must_use]
+    pub fn queued(&self) -> usize {
+        self.out.queued()
+    }
+
     /// Frames to write, in order (seal, write [`Outgoing::chunks`], [`Outgoing::advance`]).
     pub fn outgoing(&mut self) -> &mut Outgoing {
         &mut self.out

@@ -1,0 +1,631 @@
+//! [`WebSocketStream`]: one connection driven from its task, on the codec's session.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_sink::Sink;
+use sockeye_client::{CloseError, OsMaskKeys};
+use sockeye_codec::deflate::{Agreement, DeflateConfig, PerMessageDeflate, Pool};
+use sockeye_codec::session::{
+    Deflate, Deflating, Ended, Incoming, Message as Lent, OwnedMessage, SendError, Session,
+    Timeouts,
+};
+use sockeye_codec::{CloseCode, DataKind, Role};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::{Config, Error, Message};
+
+/// The receive buffer's size: one read takes up to this much.
+const READ_BUFFER: usize = 64 << 10;
+/// Most buffers one vectored write takes.
+const MAX_IOV: usize = 64;
+
+/// What the opening handshake agreed to (for [`WebSocketStream::from_upgraded`]: what your
+/// HTTP layer's upgrade agreed to).
+#[derive(Debug, Clone, Default)]
+pub struct Negotiated {
+    /// The subprotocol chosen.
+    pub protocol: Option<String>,
+    /// permessage-deflate's agreed parameters and the policy they were agreed under.
+    pub deflate: Option<(Agreement, DeflateConfig)>,
+    /// (Client role) the server's response headers.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A piece of a message read without a copy ([`WebSocketStream::next_chunk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// Text or binary (a text piece may end inside a character; the whole message is valid
+    /// UTF-8, and invalid text fails the connection as soon as it arrives).
+    pub kind: DataKind,
+    /// The bytes of this piece (unmasked, inflated if the message was compressed), lent
+    /// from the stream's receive buffer.
+    pub data: &'a [u8],
+    /// The first piece of its message.
+    pub first: bool,
+    /// The last piece of its message.
+    pub last: bool,
+}
+
+/// Where a lent piece sits.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// In the receive buffer, at this range.
+    Rx(usize, usize),
+    /// In the inflate scratch buffer, at this range.
+    Scratch(usize, usize),
+}
+
+/// What one step of reading produced.
+enum Got {
+    Message(Message),
+    Chunk {
+        kind: DataKind,
+        at: Place,
+        first: bool,
+        last: bool,
+    },
+}
+
+/// Where reading stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    Open,
+    /// The connection is over; flush what is queued, shut the transport down, then report.
+    Finishing,
+    /// Reported: the stream yields nothing more.
+    Done,
+}
+
+/// A WebSocket connection over `S`: a [`Stream`] of [`Message`]s and a [`Sink`] of them.
+///
+/// Reading answers pings and the peer's close, applies the read limit and inflates; the
+/// stream ends (`None`) after a close handshake, with [`WebSocketStream::ended`] saying how.
+/// A connection that drops without a close frame yields [`Error::Closed`] with 1006 first;
+/// a protocol violation yields [`Error::Protocol`] (the close frame with its code is sent).
+///
+/// Writing queues frames and writes them with one vectored write per flush. The `Sink`
+/// accepts up to [`Config::write_buffer`] of output before `poll_ready` writes it out, so a
+/// peer that does not read slows the writer down instead of growing memory.
+///
+/// Control frames are answered only while the stream is read: keep a task reading (split
+/// the stream with `futures::StreamExt::split` to write from another).
+pub struct WebSocketStream<S> {
+    io: S,
+    session: Session,
+    rx: Vec<u8>,
+    start: usize,
+    end: usize,
+    scratch: Vec<u8>,
+    deflate: Option<Box<(PerMessageDeflate, Pool)>>,
+    epoch: Instant,
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
+    negotiated: Negotiated,
+    state: ReadState,
+    /// The error to report once the transport is shut down.
+    failure: Option<Error>,
+    write_buffer: usize,
+    /// The transport is shut down (or failed) for writing.
+    write_closed: bool,
+}
+
+impl<S> std::fmt::Debug for WebSocketStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketStream")
+            .field("session", &self.session)
+            .field("buffered", &(self.end - self.start))
+            .field("negotiated", &self.negotiated)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
+    /// A stream over `io`, whose HTTP upgrade was done elsewhere (hyper's `upgrade::on`, a
+    /// proxy): `role` is this end's, `negotiated` what the handshake agreed to, `config` the
+    /// limits and timeouts (its upgrade policy is not used here).
+    pub fn from_upgraded(io: S, role: Role, config: &Config, negotiated: Negotiated) -> Self {
+        WebSocketStream::from_parts(io, role, config, negotiated, &[])
+    }
+
+    pub(crate) fn from_parts(
+        io: S,
+        role: Role,
+        config: &Config,
+        negotiated: Negotiated,
+        received: &[u8],
+    ) -> Self {
+        let limit = config.max_message.unwrap_or(u64::MAX);
+        let codec = sockeye_codec::Config::new()
+            .max_message(limit)
+            .max_frame(limit)
+            .compression(negotiated.deflate.is_some());
+        let timeouts = Timeouts {
+            idle: config.keepalive,
+            close: config.close_timeout,
+        };
+        let mut session = Session::new(role, codec, timeouts, Duration::ZERO);
+        session.set_send_bound(config.max_send_queue);
+        if role == Role::Client {
+            session.set_keys(Box::new(OsMaskKeys::new()));
+        }
+        let deflate = negotiated
+            .deflate
+            .as_ref()
+            .map(|(a, c)| Box::new((PerMessageDeflate::new(role, a, c), Pool::new(1))));
+        let mut rx = vec![0u8; READ_BUFFER.max(received.len())];
+        rx[..received.len()].copy_from_slice(received);
+        WebSocketStream {
+            io,
+            session,
+            rx,
+            start: 0,
+            end: received.len(),
+            scratch: Vec::new(),
+            deflate,
+            epoch: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer_at: None,
+            negotiated,
+            state: ReadState::Open,
+            failure: None,
+            write_buffer: config.write_buffer,
+            write_closed: false,
+        }
+    }
+
+    /// The subprotocol the handshake chose.
+    pub fn protocol(&self) -> Option<&str> {
+        self.negotiated.protocol.as_deref()
+    }
+
+    /// Whether permessage-deflate was agreed.
+    pub fn compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// (Client role) the server's response headers.
+    pub fn response_headers(&self) -> &[(String, String)] {
+        &self.negotiated.headers
+    }
+
+    /// How the connection ended, once it has: the close code and reason as they happened
+    /// (the peer's, or ours when we closed first, e.g. 1009 after a limit), who started it,
+    /// and whether both close frames were exchanged.
+    pub fn ended(&self) -> Option<&Ended> {
+        self.session.ended()
+    }
+
+    /// Bytes queued for sending and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.session.queued()
+    }
+
+    /// The transport, for what this API does not cover.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Queues a text message (no copy beyond the frame's own buffer).
+    pub fn queue_text(&mut self, text: &str) -> Result<(), Error> {
+        self.queue(Lent::Text(text))
+    }
+
+    /// Queues a binary message.
+    pub fn queue_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.queue(Lent::Binary(data))
+    }
+
+    fn queue(&mut self, msg: Lent<'_>) -> Result<(), Error> {
+        let mut engines = self
+            .deflate
+            .as_deref_mut()
+            .map(|(state, pool)| Deflating { state, pool });
+        let compress = engines
+            .as_mut()
+            .map(|d| d as &mut dyn sockeye_codec::session::Compress);
+        self.session.send(msg, compress).map_err(send_error)
+    }
+
+    fn queue_owned(&mut self, msg: Message) -> Result<(), Error> {
+        let owned = match msg {
+            Message::Text(t) => OwnedMessage::text(t),
+            Message::Binary(b) => OwnedMessage::binary(b),
+        };
+        let mut engines = self
+            .deflate
+            .as_deref_mut()
+            .map(|(state, pool)| Deflating { state, pool });
+        let compress = engines
+            .as_mut()
+            .map(|d| d as &mut dyn sockeye_codec::session::Compress);
+        self.session.send_owned(owned, compress).map_err(send_error)
+    }
+
+    /// Sends a ping (at most 125 bytes) and writes it out. The pong arrives through reading.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.session.ping(payload).map_err(send_error)?;
+        poll_fn(|cx| self.poll_write_out(cx))
+            .await
+            .map_err(Error::Io)
+    }
+
+    /// Starts the close handshake with `code` and `reason` and completes it: our close frame
+    /// goes out, then the stream is read (data dropped) until the peer's close arrives or the
+    /// close timeout passes, and the transport is shut down. A code that may not be sent
+    /// (1005, 1006, 1015, below 1000, 5000 and up) or a reason over 123 bytes is
+    /// [`Error::Invalid`] and nothing is sent.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let now = self.now();
+        self.session
+            .close(Some(code), reason, now)
+            .map_err(send_error)?;
+        poll_fn(|cx| self.poll_finish_close(cx)).await
+    }
+
+    /// Reads the next piece of a message without copying it: the bytes are lent from the
+    /// receive buffer until the next call. From the next message on, messages arrive piece by
+    /// piece here (a message already begun whole is finished whole and its pieces lent the
+    /// same way). `None` once the connection ended, as with the `Stream`.
+    pub async fn next_chunk(&mut self) -> Option<Result<Chunk<'_>, Error>> {
+        self.session.receiver().set_streaming(true);
+        let got = poll_fn(|cx| self.poll_got(cx)).await;
+        match got? {
+            Err(e) => Some(Err(e)),
+            Ok(Got::Message(m)) => {
+                // Delivered whole (it began before streaming was asked for): lend it as one
+                // piece from a buffer of its own.
+                let kind = m.kind();
+                self.scratch = m.into_bytes();
+                Some(Ok(Chunk {
+                    kind,
+                    data: &self.scratch,
+                    first: true,
+                    last: true,
+                }))
+            }
+            Ok(Got::Chunk {
+                kind,
+                at,
+                first,
+                last,
+            }) => {
+                let data = match at {
+                    Place::Rx(a, b) => &self.rx[a..b],
+                    Place::Scratch(a, b) => &self.scratch[a..b],
+                };
+                Some(Ok(Chunk {
+                    kind,
+                    data,
+                    first,
+                    last,
+                }))
+            }
+        }
+    }
+
+    /// Writes queued output until the queue is empty.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let out = self.session.outgoing();
+        out.seal();
+        while out.sealed() > 0 {
+            if self.write_closed {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the connection is closed for writing",
+                )));
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for (slot, chunk) in slices.iter_mut().zip(out.chunks()) {
+                *slot = IoSlice::new(chunk);
+                n += 1;
+            }
+            let written = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            };
+            match written {
+                Ok(w) => out.advance(w),
+                Err(e) => {
+                    self.write_closed = true;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Reads more bytes into the receive buffer: `Ok(0)` at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.rx.len() {
+            // What is left is less than a frame header or control frame (the session takes
+            // data frames' payload as it comes), so moving it is cheap.
+            self.rx.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let mut buf = ReadBuf::new(&mut self.rx[self.end..]);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let n = buf.filled().len();
+        self.end += n;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Acts on the session's deadline when it passed; arms the timer for the next.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) {
+        loop {
+            let now = self.now();
+            let Some(left) = self.session.poll_timeout(now) else {
+                self.timer_at = None;
+                return;
+            };
+            if !left.is_zero() {
+                let at = self.epoch + now + left;
+                if self.timer_at != Some(at) {
+                    self.timer.as_mut().reset(at);
+                    self.timer_at = Some(at);
+                }
+                if self.timer.as_mut().poll(cx).is_pending() {
+                    return;
+                }
+                continue;
+            }
+            self.timer_at = None;
+            if let Some(sockeye_codec::session::Due::CloseTimeout) = self.session.on_timeout(now) {
+                self.finish(None);
+                return;
+            }
+        }
+    }
+
+    /// The connection is over: flush, shut down, then report `failure` (if any) and end.
+    fn finish(&mut self, failure: Option<Error>) {
+        if self.state == ReadState::Open {
+            self.state = ReadState::Finishing;
+            self.failure = failure;
+        }
+    }
+
+    /// One step of reading: the next message or piece, `None` once the connection ended.
+    fn poll_got(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Got, Error>>> {
+        loop {
+            match self.state {
+                ReadState::Done => return Poll::Ready(None),
+                ReadState::Finishing => {
+                    // Best effort: the close frame (ours or the answer) goes out first.
+                    if !self.write_closed {
+                        if self.poll_write_out(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        if Pin::new(&mut self.io).poll_shutdown(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        self.write_closed = true;
+                    }
+                    if self.session.ended().is_none() {
+                        // Failed (or timed out) before a close handshake finished: ended by
+                        // our close frame if one went out, else 1006.
+                        self.session.transport_ended();
+                    }
+                    self.state = ReadState::Done;
+                    return Poll::Ready(self.failure.take().map(Err));
+                }
+                ReadState::Open => {}
+            }
+            // Answers (pongs, our close) go out as they are queued; a transport that is not
+            // ready for them does not hold up reading.
+            if !self.session.outgoing().is_empty()
+                && !self.write_closed
+                && let Poll::Ready(Err(e)) = self.poll_write_out(cx)
+            {
+                self.session.transport_ended();
+                self.finish(Some(Error::Io(e)));
+                continue;
+            }
+            if let Some(got) = self.step() {
+                match got {
+                    Ok(Some(got)) => return Poll::Ready(Some(Ok(got))),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        self.finish(Some(e));
+                        continue;
+                    }
+                }
+            }
+            self.poll_deadline(cx);
+            if self.state != ReadState::Open {
+                continue;
+            }
+            match self.poll_fill(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    let by_us = self.session.sender().close_sent();
+                    self.session.transport_ended();
+                    let failure = match by_us {
+                        // Our close is out and the peer hung up: done, if not cleanly.
+                        true => None,
+                        false => Some(Error::Closed(CloseError::abnormal(
+                            "the connection closed without a close frame",
+                        ))),
+                    };
+                    self.write_closed = true;
+                    self.finish(failure);
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.session.transport_ended();
+                    self.write_closed = true;
+                    self.finish(Some(Error::Io(e)));
+                }
+            }
+        }
+    }
+
+    /// Decodes what the receive buffer holds: `None` when it needs more bytes, `Some(Ok(None))`
+    /// after an event that gives the caller nothing (a ping, a piece of an assembled message).
+    fn step(&mut self) -> Option<Result<Option<Got>, Error>> {
+        if self.start == self.end {
+            return None;
+        }
+        let now = self.now();
+        let base = self.start;
+        let rx_addr = self.rx.as_ptr() as usize;
+        let rx_len = self.rx.len();
+        let scratch_addr = self.scratch.as_ptr() as usize;
+        let mut engines = self
+            .deflate
+            .as_deref_mut()
+            .map(|(state, pool)| Deflating { state, pool });
+        let deflate = engines.as_mut().map(|d| d as &mut dyn Deflate);
+        let pending = &mut self.rx[base..self.end];
+        let got = match self
+            .session
+            .receive(pending, &mut self.scratch, deflate, now)
+        {
+            Ok(got) => got,
+            Err(e) => return Some(Err(Error::Protocol(e))),
+        };
+        if got.needs_more() {
+            return None;
+        }
+        let consumed = got.consumed;
+        let out = match got.event {
+            None | Some(Incoming::Ping(_)) | Some(Incoming::Pong(_)) => None,
+            Some(Incoming::Message(Lent::Text(t))) => Some(Got::Message(Message::Text(t.into()))),
+            Some(Incoming::Message(Lent::Binary(b))) => {
+                Some(Got::Message(Message::Binary(b.into())))
+            }
+            Some(Incoming::Assembled(m)) => Some(Got::Message(match m.is_text() {
+                // A text message's bytes are valid UTF-8: `into_text` is `Some` for it.
+                true => Message::Text(m.into_text().unwrap_or_default()),
+                false => Message::Binary(m.into_bytes()),
+            })),
+            Some(Incoming::Chunk(c)) => {
+                let addr = c.data.as_ptr() as usize;
+                let len = c.data.len();
+                // The piece is either in the receive buffer (in place) or inflated into the
+                // scratch buffer; its place is kept as offsets, the borrow ends here.
+                let at = if (rx_addr..rx_addr + rx_len).contains(&addr) || len == 0 {
+                    let a = addr.saturating_sub(rx_addr);
+                    Place::Rx(a, a + len)
+                } else {
+                    let a = addr - scratch_addr;
+                    Place::Scratch(a, a + len)
+                };
+                Some(Got::Chunk {
+                    kind: if c.text {
+                        DataKind::Text
+                    } else {
+                        DataKind::Binary
+                    },
+                    at,
+                    first: c.first,
+                    last: c.last,
+                })
+            }
+            Some(Incoming::Close(_)) => {
+                self.start += consumed;
+                // The session queued our answer; flush it, shut down, end.
+                self.finish(None);
+                return Some(Ok(None));
+            }
+        };
+        self.start += consumed;
+        Some(Ok(out))
+    }
+
+    /// Drives the close handshake we started to its end (see [`WebSocketStream::close`]).
+    fn poll_finish_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            match ready!(self.poll_got(cx)) {
+                // After our close the session drops data; anything else is read past.
+                Some(Ok(_)) => continue,
+                Some(Err(Error::Closed(_))) | None => return Poll::Ready(Ok(())),
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+fn send_error(e: SendError) -> Error {
+    match e {
+        SendError::Closed => Error::CloseSent,
+        SendError::MessageInProgress => Error::MessageInProgress,
+        SendError::Encode(e) => Error::Invalid(e),
+        SendError::Full { .. } => Error::Io(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "the send queue is over its bound",
+        )),
+        other => Error::Io(io::Error::other(other.to_string())),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketStream<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.session.receiver().set_streaming(false);
+        loop {
+            return match ready!(this.poll_got(cx)) {
+                None => Poll::Ready(None),
+                Some(Err(e)) => Poll::Ready(Some(Err(e))),
+                Some(Ok(Got::Message(m))) => Poll::Ready(Some(Ok(m))),
+                // A message begun piece by piece (`next_chunk`) ends that way: its remaining
+                // pieces are not for the `Stream`, which hands out whole messages.
+                Some(Ok(Got::Chunk { .. })) => continue,
+            };
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if this.session.sender().close_sent() {
+            return Poll::Ready(Err(Error::CloseSent));
+        }
+        if this.session.outgoing().queued() >= this.write_buffer {
+            ready!(this.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.get_mut().queue_owned(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_write_out(cx).map_err(Error::Io)
+    }
+
+    /// Closes with 1000 (unless a close was sent already) and completes the handshake, as
+    /// [`WebSocketStream::close`] does.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if !this.session.sender().close_sent() && this.state == ReadState::Open {
+            let now = this.now();
+            this.session
+                .close(Some(CloseCode::NORMAL), "", now)
+                .map_err(send_error)?;
+        }
+        this.poll_finish_close(cx)
+    }
+}

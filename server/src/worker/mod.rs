@@ -852,6 +852,12 @@ impl<H: Handler> Worker<H> {
                 (false, _) => {
                     // Within the bound, so this never pauses the subscriber's reading.
                     let _ = self.io.send_prepared(id, conn, &frame);
+                    // A subscriber that is delivered to keeps its output buffers until a tick
+                    // finds it idle, instead of allocating and freeing them every loop turn
+                    // (the shared frame itself is never copied).
+                    if let Some(out) = conn.output.as_deref_mut() {
+                        out.busy = true;
+                    }
                 }
             }
         }

@@ -27,8 +27,8 @@ pub const MAX_RESPONSE: usize = 16 << 10;
 /// let response = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno";
 /// assert!(hs.response(&response[..10])?.is_none()); // not all there yet
 /// match hs.response(response)? {
-///     Some(Reply::Refused { status, len, content_length }) => {
-///         assert_eq!((status, &response[len..], content_length), (403, &b"no"[..], Some(2)));
+///     Some(Reply::Refused { status, len, body }) => {
+///         assert_eq!((status, &response[len..], body), (403, &b"no"[..], 2));
 ///     }
 ///     other => panic!("{other:?}"),
 /// }
@@ -50,15 +50,15 @@ pub struct ClientHandshake {
 pub enum Reply {
     /// `101 Switching Protocols`, valid for what was offered.
     Accepted(Agreed),
-    /// Another status: the connection was refused. The body (`content_length` bytes, if the
-    /// server said) follows the first `len` bytes.
+    /// Another status: the connection was refused. The body follows the first `len` bytes.
     Refused {
         /// The HTTP status.
         status: u16,
         /// The length of the response's header block.
         len: usize,
-        /// Its `Content-Length`.
-        content_length: Option<usize>,
+        /// How much of the body to keep for the error: its `Content-Length`, at most
+        /// [`MAX_ERROR_BODY`](crate::MAX_ERROR_BODY) (that much when it has none).
+        body: usize,
     },
 }
 
@@ -182,7 +182,9 @@ impl ClientHandshake {
             return Ok(Some(Reply::Refused {
                 status: response.status,
                 len,
-                content_length,
+                body: content_length
+                    .unwrap_or(crate::MAX_ERROR_BODY)
+                    .min(crate::MAX_ERROR_BODY),
             }));
         }
         let offered: Vec<&str> = self.protocols.iter().map(String::as_str).collect();

@@ -433,12 +433,8 @@ fn handshake(
         }
         match hs.response(&rx.buf[..rx.end])? {
             None => continue,
-            Some(Reply::Refused {
-                status,
-                len,
-                content_length,
-            }) => {
-                let body = error_body(&mut rx, len, content_length, stream, deadline);
+            Some(Reply::Refused { status, len, body }) => {
+                let body = error_body(&mut rx, len, body, stream, deadline);
                 return Err(Error::Handshake {
                     status: Some(status),
                     error: HandshakeError::UnexpectedStatus(status),
@@ -462,11 +458,10 @@ fn handshake(
 fn error_body(
     rx: &mut RecvBuf,
     header_len: usize,
-    content_length: Option<usize>,
+    want: usize,
     mut stream: &TcpStream,
     deadline: Instant,
 ) -> Vec<u8> {
-    let want = content_length.unwrap_or(MAX_ERROR_BODY).min(MAX_ERROR_BODY);
     while rx.end - header_len < want && rx.end < rx.buf.len() {
         let Ok(left) = left(deadline) else { break };
         if stream.set_read_timeout(Some(left)).is_err() {

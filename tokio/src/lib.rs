@@ -57,7 +57,7 @@ pub use config::Config;
 pub use sockeye_client::{
     CloseCode, CloseError, Compression, DataKind, DeflateConfig, DialOptions, Error, Message,
 };
-pub use sockeye_codec::session::{Ended, Initiator};
+pub use sockeye_codec::session::{Ended, Initiator, Prepared};
 pub use stream::{Chunk, Negotiated, WebSocketStream};
 
 /// Opens a WebSocket connection to `url` (`ws://host[:port]/path?query`; `wss://` is refused
@@ -125,11 +125,8 @@ where
                 Some(Reply::Refused {
                     status,
                     len,
-                    content_length,
+                    body: want,
                 }) => {
-                    let want = content_length
-                        .unwrap_or(sockeye_client::MAX_ERROR_BODY)
-                        .min(sockeye_client::MAX_ERROR_BODY);
                     // The body, as far as it comes before the connection ends (bounded).
                     while buf.len() - len < want {
                         let mut more = (&mut io).take((len + want - buf.len()) as u64);

@@ -11,8 +11,8 @@ use futures_sink::Sink;
 use sockeye_client::{CloseError, OsMaskKeys};
 use sockeye_codec::deflate::{Agreement, DeflateConfig, PerMessageDeflate, Pool};
 use sockeye_codec::session::{
-    Deflate, Deflating, Ended, Incoming, Message as Lent, OwnedMessage, SendError, Session,
-    Timeouts,
+    Deflate, Deflating, Ended, Incoming, Message as Lent, OwnedMessage, Prepared, SendError,
+    Session, Timeouts,
 };
 use sockeye_codec::{CloseCode, DataKind, Role};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -53,12 +53,14 @@ pub struct Chunk<'a> {
 }
 
 /// Where a lent piece sits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Place {
     /// In the receive buffer, at this range.
     Rx(usize, usize),
     /// In the inflate scratch buffer, at this range.
     Scratch(usize, usize),
+    /// At this address and length, in the scratch buffer (resolved into `Scratch`).
+    Inflated(usize, usize),
 }
 
 /// What one step of reading produced.
@@ -227,21 +229,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     }
 
     fn queue(&mut self, msg: Lent<'_>) -> Result<(), Error> {
-        let mut engines = self
-            .deflate
-            .as_deref_mut()
-            .map(|(state, pool)| Deflating { state, pool });
-        let compress = engines
-            .as_mut()
-            .map(|d| d as &mut dyn sockeye_codec::session::Compress);
-        self.session.send(msg, compress).map_err(send_error)
+        self.queue_either(Ok(msg))
     }
 
     fn queue_owned(&mut self, msg: Message) -> Result<(), Error> {
-        let owned = match msg {
+        self.queue_either(Err(match msg {
             Message::Text(t) => OwnedMessage::text(t),
             Message::Binary(b) => OwnedMessage::binary(b),
-        };
+        }))
+    }
+
+    /// Queues a message lent (copied into the frame) or owned (sent from its own buffer).
+    fn queue_either(&mut self, msg: Result<Lent<'_>, OwnedMessage>) -> Result<(), Error> {
         let mut engines = self
             .deflate
             .as_deref_mut()
@@ -249,7 +248,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         let compress = engines
             .as_mut()
             .map(|d| d as &mut dyn sockeye_codec::session::Compress);
-        self.session.send_owned(owned, compress).map_err(send_error)
+        match msg {
+            Ok(lent) => self.session.send(lent, compress),
+            Err(owned) => self.session.send_owned(owned, compress),
+        }
+        .map_err(send_error)
     }
 
     /// Sends a ping (at most 125 bytes) and writes it out. The pong arrives through reading.
@@ -303,6 +306,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 let data = match at {
                     Place::Rx(a, b) => &self.rx[a..b],
                     Place::Scratch(a, b) => &self.scratch[a..b],
+                    Place::Inflated(..) => &[], // resolved in `step`
                 };
                 Some(Ok(Chunk {
                     kind,
@@ -353,11 +357,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             self.start = 0;
             self.end = 0;
         } else if self.end == self.rx.len() {
-            // What is left is less than a frame header or control frame (the session takes
-            // data frames' payload as it comes), so moving it is cheap.
-            self.rx.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+            if self.start == 0 {
+                // Cannot happen (the session takes a frame's payload as it comes, leaving at
+                // most a header or a control frame), but a full buffer must not read as EOF.
+                self.rx.resize(self.rx.len() * 2, 0);
+            } else {
+                // What is left is less than a frame header or control frame, so moving it
+                // is cheap.
+                self.rx.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
         }
         let mut buf = ReadBuf::new(&mut self.rx[self.end..]);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
@@ -386,9 +396,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 continue;
             }
             self.timer_at = None;
-            if let Some(sockeye_codec::session::Due::CloseTimeout) = self.session.on_timeout(now) {
-                self.finish(None);
-                return;
+            match self.session.on_timeout(now) {
+                Some(sockeye_codec::session::Due::CloseTimeout) => {
+                    self.finish(None);
+                    return;
+                }
+                // A ping or our idle close is queued; on to the next deadline.
+                Some(_) => {}
+                None => return,
             }
         }
     }
@@ -486,7 +501,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         let base = self.start;
         let rx_addr = self.rx.as_ptr() as usize;
         let rx_len = self.rx.len();
-        let scratch_addr = self.scratch.as_ptr() as usize;
         let mut engines = self
             .deflate
             .as_deref_mut()
@@ -520,12 +534,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 let len = c.data.len();
                 // The piece is either in the receive buffer (in place) or inflated into the
                 // scratch buffer; its place is kept as offsets, the borrow ends here.
-                let at = if (rx_addr..rx_addr + rx_len).contains(&addr) || len == 0 {
-                    let a = addr.saturating_sub(rx_addr);
-                    Place::Rx(a, a + len)
+                let at = if len == 0 {
+                    Place::Rx(0, 0)
+                } else if (rx_addr..rx_addr + rx_len).contains(&addr) {
+                    Place::Rx(addr - rx_addr, addr - rx_addr + len)
                 } else {
-                    let a = addr - scratch_addr;
-                    Place::Scratch(a, a + len)
+                    // Inflated into the scratch buffer, which may have moved as it grew:
+                    // found below, once the borrow has ended.
+                    Place::Inflated(addr, len)
                 };
                 Some(Got::Chunk {
                     kind: if c.text {
@@ -546,6 +562,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             }
         };
         self.start += consumed;
+        let mut out = out;
+        if let Some(Got::Chunk { at, .. }) = &mut out
+            && let Place::Inflated(addr, len) = *at
+        {
+            let base = self.scratch.as_ptr() as usize;
+            if (base..base + self.scratch.len()).contains(&addr)
+                && addr - base + len <= self.scratch.len()
+            {
+                *at = Place::Scratch(addr - base, addr - base + len);
+            } else {
+                // The session lends a piece from the input or from the scratch buffer, never
+                // from elsewhere; should that change, fail rather than lend the wrong bytes.
+                return Some(Err(Error::Io(io::Error::other(
+                    "a piece lent from neither receive buffer",
+                ))));
+            }
+        }
         Some(Ok(out))
     }
 
@@ -594,18 +627,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketStream<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
+    fn sink_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.session.sender().close_sent() {
+            return Poll::Ready(Err(Error::CloseSent));
+        }
+        if self.session.queued() >= self.write_buffer {
+            ready!(self.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn sink_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if !self.session.sender().close_sent() && self.state == ReadState::Open {
+            let now = self.now();
+            self.session
+                .close(Some(CloseCode::NORMAL), "", now)
+                .map_err(send_error)?;
+        }
+        self.poll_finish_close(cx)
+    }
+}
+
+/// Whole messages, sent from their own buffers (only the header is written; the client role
+/// masks the payload in place).
 impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let this = self.get_mut();
-        if this.session.sender().close_sent() {
-            return Poll::Ready(Err(Error::CloseSent));
-        }
-        if this.session.outgoing().queued() >= this.write_buffer {
-            ready!(this.poll_write_out(cx))?;
-        }
-        Poll::Ready(Ok(()))
+        self.get_mut().sink_ready(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
@@ -619,13 +669,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     /// Closes with 1000 (unless a close was sent already) and completes the handshake, as
     /// [`WebSocketStream::close`] does.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let this = self.get_mut();
-        if !this.session.sender().close_sent() && this.state == ReadState::Open {
-            let now = this.now();
-            this.session
-                .close(Some(CloseCode::NORMAL), "", now)
-                .map_err(send_error)?;
-        }
-        this.poll_finish_close(cx)
+        self.get_mut().sink_close(cx)
+    }
+}
+
+/// Messages framed once for many connections ([`Prepared`]): the server role queues the
+/// shared frame itself, without a copy (the client role, which must mask, a masked copy).
+/// Compression does not apply to them.
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Prepared> for WebSocketStream<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().sink_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Prepared) -> Result<(), Error> {
+        self.get_mut()
+            .session
+            .send_prepared(&item)
+            .map_err(send_error)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_write_out(cx).map_err(Error::Io)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().sink_close(cx)
     }
 }

@@ -478,3 +478,31 @@ async fn a_protocol_error_closes_with_1002() {
         &seen[seen.len() - 4..]
     );
 }
+
+#[tokio::test]
+async fn compressed_messages_read_as_chunks_from_the_inflate_buffer() {
+    let (l, url) = listener().await;
+    let mode = Compression::ContextTakeover;
+    let _server = sockeye_echo(l, Config::new().compression(mode));
+    let mut ws = sockeye_tokio::connect(&url, &DialOptions::new().compression(mode))
+        .await
+        .unwrap();
+    let text: String = (0..200_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    ws.send(Message::Text(text.clone())).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let c = timeout(LIMIT, ws.next_chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.kind, DataKind::Text);
+        got.extend_from_slice(c.data);
+        if c.last {
+            break;
+        }
+    }
+    assert_eq!(got, text.as_bytes());
+}

@@ -358,3 +358,45 @@ fn client_rejects_bad_responses() {
     );
     assert_eq!(check(&twice, false), Err(HandshakeError::InvalidAccept));
 }
+
+#[cfg(feature = "deflate")]
+#[test]
+fn policy_decides_origin_protocol_and_deflate() {
+    let raw = with(
+        "Origin: http://example.com",
+        "Origin: http://example.com\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+    );
+    let mut headers = [EMPTY_HEADER; 16];
+    let Status::Complete((req, _)) = Request::parse(raw.as_bytes(), &mut headers).unwrap() else {
+        panic!("partial");
+    };
+    // The origin is another host: refused unless a pattern allows it or the check is off.
+    let refused = Policy::new().decide(&req).unwrap_err();
+    assert_eq!(refused, Refusal::Origin("http://example.com"));
+    assert_eq!(refused.status(), 403);
+    assert!(Policy::new().insecure_any_origin().decide(&req).is_ok());
+    let origins = ["example.com"];
+    let protocols = ["superchat", "chat"];
+    let deflate = crate::deflate::DeflateConfig::new();
+    let policy = Policy::new().origins(&origins).protocols(&protocols);
+    let plain = policy.decide(&req).unwrap();
+    assert_eq!((plain.protocol, plain.deflate), (Some(0), None));
+    let policy = policy.deflate(Some(&deflate));
+    let upgrade = policy.decide(&req).unwrap();
+    assert_eq!(upgrade.protocol_name(&policy), Some("superchat"));
+    assert!(upgrade.deflate.is_some());
+    let mut out = [0u8; 512];
+    let n = upgrade.write_response(&req, &policy, &mut out).unwrap();
+    let response = core::str::from_utf8(&out[..n]).unwrap();
+    assert!(
+        response.contains("Sec-WebSocket-Protocol: superchat\r\n"),
+        "{response}"
+    );
+    assert!(response.contains("permessage-deflate"), "{response}");
+    // Too small a buffer is an error, not a panic.
+    assert!(
+        upgrade
+            .write_response(&req, &policy, &mut out[..20])
+            .is_err()
+    );
+}

@@ -5,9 +5,11 @@
 #   scripts/autobahn-ci.sh [--write]     check (or, with --write, record) every target below
 #
 # Targets: the io_uring server (`sockeye serve`, echo mode, permessage-deflate with context
-# takeover) and the codec-only echo example (codec/examples/echo_server.rs, no compression)
-# under fuzzingclient, and the blocking client (server/examples/autobahn_client.rs, offering
-# compression) under fuzzingserver, which runs alongside the server targets (the compression
+# takeover), the tokio stream's echo server (tokio/examples/tokio_autobahn_server.rs, the same
+# compression) and the codec-only echo example (codec/examples/echo_server.rs, no compression)
+# under fuzzingclient; the blocking client (server/examples/autobahn_client.rs) and the tokio
+# client (tokio/examples/tokio_autobahn_client.rs), both offering compression, under two
+# fuzzingservers, which run alongside the server targets (the compression
 # sections take minutes of the suite's own CPU; the machine has two cores). The chroot is built by
 # scripts/autobahn.sh on first use (about a minute; cached in /tmp/py2root and
 # /var/cache/autobahn-py2). Needs root (debootstrap, chroot).
@@ -19,6 +21,7 @@ REPORTS=${AUTOBAHN_REPORTS:-target/autobahn}
 
 cargo build --release -p sockeye-codec --example echo_server
 cargo build --release -p sockeye-server --bin sockeye --example autobahn_client
+cargo build --release -p sockeye-tokio --example tokio_autobahn_server --example tokio_autobahn_client
 bash scripts/autobahn.sh setup
 
 run_target() {   # run_target NAME CMD...
@@ -47,11 +50,18 @@ mkdir -p "$REPORTS"
 bash scripts/autobahn.sh client "$CPORT" "$out" -- \
   ./target/release/examples/autobahn_client "ws://127.0.0.1:$CPORT" >"$REPORTS/client.log" 2>&1 &
 cpid=$!
+# The tokio client: a second fuzzingserver on the port after it.
+TPORT=$((PORT + 2))
+tout="$REPORTS/sockeye-tokio-client"
+bash scripts/autobahn.sh client "$TPORT" "$tout" -- \
+  ./target/release/examples/tokio_autobahn_client "ws://127.0.0.1:$TPORT" >"$REPORTS/tokio-client.log" 2>&1 &
+tpid=$!
 
 rc=0
 run_target sockeye-echo ./target/release/sockeye serve --bind "127.0.0.1:$PORT" \
   --stats-interval 0 --compression takeover || rc=1
 run_target echo-example ./target/release/examples/echo_server "127.0.0.1:$PORT" || rc=1
+run_target sockeye-tokio ./target/release/examples/tokio_autobahn_server "127.0.0.1:$PORT" || rc=1
 
 crc=0
 wait "$cpid" || crc=$?
@@ -59,4 +69,11 @@ cat "$REPORTS/client.log"
 python3 scripts/autobahn_compare.py "$out/index.json" sockeye-client \
   autobahn/sockeye-client.expected.json $WRITE || crc=1
 [ "$crc" = 0 ] || rc=1
+
+trc=0
+wait "$tpid" || trc=$?
+cat "$REPORTS/tokio-client.log"
+python3 scripts/autobahn_compare.py "$tout/index.json" sockeye-tokio-client \
+  autobahn/sockeye-tokio-client.expected.json $WRITE || trc=1
+[ "$trc" = 0 ] || rc=1
 exit "$rc"

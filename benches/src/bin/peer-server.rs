@@ -1,9 +1,9 @@
-//! The peers, configured fairly: tokio-tungstenite and fastwebsockets echo/broadcast servers on
-//! a tokio current_thread runtime (one core, like one sockeye worker), no logging, the same
+//! The peers, configured fairly: tokio-tungstenite, fastwebsockets and sockeye's own tokio
+//! stream (`sockeye-tokio`) as echo/broadcast servers on a tokio current_thread runtime (one core, like one sockeye worker), no logging, the same
 //! 16 MiB message limit, whole messages echoed (fragments reassembled).
 //!
 //! ```text
-//! peer-server --impl tungstenite|fastwebsockets [--port 9001] [--mode echo|broadcast]
+//! peer-server --impl tungstenite|fastwebsockets|sockeye-tokio [--port 9001] [--mode echo|broadcast]
 //! ```
 
 use std::net::SocketAddr;
@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 enum Impl {
     Tungstenite,
     Fastwebsockets,
+    /// sockeye-tokio's `WebSocketStream`, driven exactly as tokio-tungstenite is here.
+    SockeyeTokio,
     /// The floor: after the upgrade, bytes are echoed as they come (no WebSocket work at all),
     /// through a 512 KiB buffer. Use with `sockeye-load echo --verbatim`.
     RawEcho,
@@ -69,6 +71,7 @@ fn main() {
                 match args.imp {
                     Impl::Tungstenite => tungstenite_conn(stream, args.mode, hub).await,
                     Impl::Fastwebsockets => fastwebsockets_conn(stream, args.mode, hub).await,
+                    Impl::SockeyeTokio => sockeye_tokio_conn(stream, args.mode, hub).await,
                     Impl::RawEcho => raw_echo(stream).await,
                     Impl::RawFanout => raw_fanout(stream, hub).await,
                 }
@@ -81,6 +84,7 @@ fn name(i: Impl) -> &'static str {
     match i {
         Impl::Tungstenite => "tokio-tungstenite",
         Impl::Fastwebsockets => "fastwebsockets",
+        Impl::SockeyeTokio => "sockeye-tokio",
         Impl::RawEcho => "raw TCP echo",
         Impl::RawFanout => "raw TCP fan-out",
     }
@@ -155,6 +159,51 @@ async fn tungstenite_conn(stream: TcpStream, mode: Mode, hub: Rc<Hub>) {
                     Message::Close(_) => break,
                     _ => {}
                 }
+            }
+            writer.abort();
+        }
+    }
+}
+
+/// The same shape as `tungstenite_conn`: split halves, `forward` for echo, a writer task fed
+/// from the hub for broadcast (with frames shared as tokio-tungstenite shares payloads).
+async fn sockeye_tokio_conn(stream: TcpStream, mode: Mode, hub: Rc<Hub>) {
+    use futures_util::{SinkExt, StreamExt};
+    use sockeye_tokio::{Config, Message, Prepared};
+    let config = Config::new().max_message(Some(MAX_MESSAGE as u64));
+    let Ok(ws) = sockeye_tokio::accept(stream, &config).await else {
+        return;
+    };
+    match mode {
+        Mode::Echo => {
+            let (tx, rx) = ws.split::<Message>();
+            let _ = rx.forward(tx).await;
+        }
+        Mode::Broadcast => {
+            let (mut tx, mut rx) = ws.split::<Prepared>();
+            let (stx, mut srx) = tokio::sync::mpsc::unbounded_channel();
+            hub.subs.borrow_mut().push(stx);
+            // The hub carries frames here: each published message is framed once
+            // (`Prepared`) and every subscriber queues that same frame.
+            let writer = tokio::task::spawn_local(async move {
+                while let Some((_, frame)) = srx.recv().await {
+                    let Ok(prepared) = Prepared::parse(frame) else {
+                        return;
+                    };
+                    if tx.feed(prepared).await.is_err() {
+                        return;
+                    }
+                    if srx.is_empty() && tx.flush().await.is_err() {
+                        return;
+                    }
+                }
+            });
+            while let Some(Ok(m)) = rx.next().await {
+                let prepared = match &m {
+                    Message::Text(t) => Prepared::text(t),
+                    Message::Binary(b) => Prepared::binary(b),
+                };
+                hub.publish(true, prepared.frame().clone());
             }
             writer.abort();
         }

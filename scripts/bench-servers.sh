@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side server benchmark: sockeye and the peers (tokio-tungstenite, fastwebsockets on
-# tokio current_thread) and a raw TCP echo floor, each pinned to core 0 with the load generator
-# on core 1, every scenario repeated. Appends one JSON line per run to target/bench/servers.jsonl
+# Side-by-side server benchmark: sockeye and the peers (tokio-tungstenite, fastwebsockets and
+# sockeye's own tokio stream, sockeye-tokio, on tokio current_thread) and a raw TCP echo floor,
+# each pinned to core 0 with the load generator on core 1, every scenario repeated. Appends one JSON line per run to target/bench/servers.jsonl
 # and prints a markdown table of medians and ratios (scripts/bench_table.py).
 #
 #   scripts/bench-servers.sh [REPEATS] [SECONDS]      (defaults 3 and 5)
@@ -14,7 +14,8 @@
 #     echo4k    echo, 64 × 4 × 4 KiB          echo1m   echo, 16 × 2 × 1 MiB
 #     broadcast 1,000 subscribers, 64 B       churn    connect/upgrade/echo/close, 16 at a time
 #     conns     idle connections, 10,000 and 19,000 (server RSS per connection)
-#   SERVERS="sockeye tokio-tungstenite fastwebsockets raw-echo" selects servers (default: all);
+#   SERVERS="sockeye sockeye-tokio tokio-tungstenite fastwebsockets raw-echo" selects servers
+#   (default: all);
 #   raw-echo is the floor: the upgrade, then bytes echoed verbatim (for broadcast: raw-fanout,
 #   bytes from the publisher forwarded verbatim to every connection)
 set -euo pipefail
@@ -43,6 +44,7 @@ start_server() {   # start_server NAME MODE -> sets SPID
                --stats-interval 0 --max-backpressure 16MiB >/dev/null 2>&1 & ;;
     tokio-tungstenite) taskset -c 0 target/release/peer-server --impl tungstenite --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
     fastwebsockets) taskset -c 0 target/release/peer-server --impl fastwebsockets --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
+    sockeye-tokio) taskset -c 0 target/release/peer-server --impl sockeye-tokio --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
     raw-echo) taskset -c 0 target/release/peer-server --impl raw-echo --port $PORT >/dev/null 2>&1 & ;;
     raw-fanout) taskset -c 0 target/release/peer-server --impl raw-fanout --port $PORT >/dev/null 2>&1 & ;;
   esac
@@ -69,7 +71,7 @@ run() {   # run NAME MODE LOAD-ARGS...
   stop_server
 }
 
-SERVERS=${SERVERS:-sockeye tokio-tungstenite fastwebsockets raw-echo}
+SERVERS=${SERVERS:-sockeye sockeye-tokio tokio-tungstenite fastwebsockets raw-echo}
 for r in $(seq 1 "$REPEATS"); do
   for name in $SERVERS; do
     raw=(); [ "$name" = raw-echo ] && raw=(--verbatim)

@@ -9,7 +9,9 @@ import sys
 from collections import defaultdict
 
 rows = [json.loads(l) for l in open(sys.argv[1] if len(sys.argv) > 1 else "target/bench/servers.jsonl")]
-SERVERS = ["sockeye", "tokio-tungstenite", "fastwebsockets"]
+SERVERS = ["sockeye", "sockeye-tokio", "tokio-tungstenite", "fastwebsockets"]
+# (ours, peer): a ratio column each.
+RATIOS = [(o, p) for o in ("sockeye", "sockeye-tokio") for p in ("tokio-tungstenite", "fastwebsockets")]
 FLOOR = "raw-echo"  # the upgrade, then bytes echoed verbatim: the kernel's share alone
 for r in rows:
     if r["label"] == "raw-fanout":  # the broadcast floor: bytes forwarded verbatim to all
@@ -33,9 +35,10 @@ for r in rows:
     groups[scenario(r)][r["label"]].append(r)
 
 has_floor = any(r["label"] == FLOOR for r in rows)
-print("| scenario | metric | " + " | ".join(SERVERS) + " | sockeye ÷ tokio-tungstenite | sockeye ÷ fastwebsockets |"
+print("| scenario | metric | " + " | ".join(SERVERS) + " | "
+      + " | ".join(f"{o} ÷ {p}" for o, p in RATIOS) + " |"
       + (" raw TCP echo / fan-out (floor) |" if has_floor else ""))
-print("|---|---|" + "---|" * (len(SERVERS) + 2 + has_floor))
+print("|---|---|" + "---|" * (len(SERVERS) + len(RATIOS) + has_floor))
 for sc, by in groups.items():
     conns = sc.startswith("idle")
     churn = sc.startswith("churn")
@@ -60,8 +63,8 @@ for sc, by in groups.items():
             v = med[s]
             cells.append("—" if v is None else f"{v:,.0f}" if abs(v) >= 10 else f"{v:.2f}")
         ratios = []
-        for peer in SERVERS[1:]:
-            a, b = med["sockeye"], med[peer]
+        for ours, peer in RATIOS:
+            a, b = med[ours], med[peer]
             if higher_better is None or not a or not b or a <= 0 or b <= 0:
                 ratios.append("")
             elif higher_better:
@@ -79,4 +82,5 @@ for sc, by in groups.items():
             if fv and statistics.median(fv) > 0:
                 f = statistics.median(fv)
                 mult = ["—" if med[s] is None else f"{med[s] / f:.2f}×" for s in SERVERS]
-                print(f"| {sc} | server CPU as a multiple of the floor | " + " | ".join(mult) + " | | | 1.00× |")
+                print(f"| {sc} | server CPU as a multiple of the floor | " + " | ".join(mult) + " |"
+                      + " |" * len(RATIOS) + " 1.00× |")

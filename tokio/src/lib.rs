@@ -9,6 +9,10 @@
 //! server and blocking client run on. Large messages can be read without a copy, piece by
 //! piece ([`WebSocketStream::next_chunk`]).
 //!
+//! Deadlines (keepalive, the close handshake's timeout, the handshake timeouts) use tokio's
+//! time driver: build the runtime with `enable_time` (or `enable_all`, as `#[tokio::main]`
+//! does).
+//!
 //! Open one with [`connect`] (a `ws://` URL, client role), [`client`] (the client handshake
 //! over a stream you opened), [`accept`] (the server handshake over any stream) or
 //! [`WebSocketStream::from_upgraded`] (a stream whose HTTP upgrade was done elsewhere, as with

@@ -108,7 +108,9 @@ pub struct WebSocketStream<S> {
     scratch: Vec<u8>,
     deflate: Option<Box<(PerMessageDeflate, Pool)>>,
     epoch: Instant,
-    timer: Pin<Box<Sleep>>,
+    /// Made at the first deadline, inside the runtime (tokio's time driver must be enabled
+    /// for keepalive and the close timeout).
+    timer: Option<Pin<Box<Sleep>>>,
     timer_at: Option<Instant>,
     negotiated: Negotiated,
     state: ReadState,
@@ -122,6 +124,9 @@ pub struct WebSocketStream<S> {
     answers: bool,
     /// Bytes the last read brought.
     last_read: usize,
+    close_timeout: Duration,
+    /// While finishing: when to stop waiting for the last frames to be written.
+    finish_by: Instant,
 }
 
 impl<S> std::fmt::Debug for WebSocketStream<S> {
@@ -179,7 +184,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             scratch: Vec::new(),
             deflate,
             epoch: Instant::now(),
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer: None,
             timer_at: None,
             negotiated,
             state: ReadState::Open,
@@ -188,6 +193,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             write_closed: false,
             answers: false,
             last_read: 0,
+            close_timeout: config.close_timeout,
+            finish_by: Instant::now(),
         }
     }
 
@@ -424,11 +431,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             };
             if !left.is_zero() {
                 let at = self.epoch + now + left;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
                 if self.timer_at != Some(at) {
-                    self.timer.as_mut().reset(at);
+                    timer.as_mut().reset(at);
                     self.timer_at = Some(at);
                 }
-                if self.timer.as_mut().poll(cx).is_pending() {
+                if timer.as_mut().poll(cx).is_pending() {
                     return;
                 }
                 continue;
@@ -451,7 +461,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         if self.state == ReadState::Open {
             self.state = ReadState::Finishing;
             self.failure = failure;
+            self.finish_by = Instant::now() + self.close_timeout;
         }
+    }
+
+    /// Whether the time to flush the last frames has passed (else the timer is armed for it).
+    fn finish_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let at = self.finish_by;
+        if Instant::now() >= at {
+            return true;
+        }
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if self.timer_at != Some(at) {
+            timer.as_mut().reset(at);
+            self.timer_at = Some(at);
+        }
+        timer.as_mut().poll(cx).is_ready()
     }
 
     /// One step of reading: the next message or piece, `None` once the connection ended.
@@ -460,12 +487,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             match self.state {
                 ReadState::Done => return Poll::Ready(None),
                 ReadState::Finishing => {
-                    // Best effort: the close frame (ours or the answer) goes out first.
+                    // Best effort: the close frame (ours or the answer) goes out first, within
+                    // the close timeout (a peer that reads nothing does not hold us).
                     if !self.write_closed {
-                        if self.poll_write_out(cx).is_pending() {
-                            return Poll::Pending;
-                        }
-                        if Pin::new(&mut self.io).poll_shutdown(cx).is_pending() {
+                        let flushed = self.poll_write_out(cx).is_ready()
+                            && Pin::new(&mut self.io).poll_shutdown(cx).is_ready();
+                        if !flushed && !self.finish_expired(cx) {
                             return Poll::Pending;
                         }
                         self.write_closed = true;

@@ -506,3 +506,39 @@ async fn compressed_messages_read_as_chunks_from_the_inflate_buffer() {
     }
     assert_eq!(got, text.as_bytes());
 }
+
+#[tokio::test]
+async fn closing_on_a_peer_that_reads_nothing_ends_within_the_close_timeouts() {
+    let (l, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let config = Config::new().close_timeout(Duration::from_millis(300));
+        let mut ws = sockeye_tokio::accept(tcp, &config).await.unwrap();
+        // More than the socket buffers hold, queued without waiting for the peer.
+        for _ in 0..32 {
+            ws.queue_binary(&[0u8; 1 << 20]).unwrap();
+        }
+        let started = std::time::Instant::now();
+        ws.close(CloseCode::GOING_AWAY, "bye").await.unwrap();
+        (started.elapsed(), ws.ended().cloned().unwrap())
+    });
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/chat")
+        .to_owned();
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // Never read: the server's queue cannot drain.
+    let (elapsed, ended) = timeout(LIMIT, server).await.unwrap().unwrap();
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(
+        (ended.code, ended.by, ended.clean),
+        (Some(CloseCode::GOING_AWAY), Initiator::Local, false)
+    );
+    drop(tcp);
+}

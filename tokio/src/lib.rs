@@ -47,6 +47,8 @@
 //! ```
 
 mod accept;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod config;
 mod stream;
 

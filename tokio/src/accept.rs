@@ -2,7 +2,7 @@
 
 use std::io;
 
-use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Policy, Request};
+use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Request};
 use sockeye_codec::{Role, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -76,33 +76,26 @@ where
 
 /// The policy's verdict on `req`: the 101 response and what it agreed to, or the refusal.
 fn decide(req: &Request<'_, '_>, config: &Config) -> Result<(Vec<u8>, Negotiated), (u16, String)> {
-    let origins: Vec<&str> = config.origins.iter().map(String::as_str).collect();
-    let protocols: Vec<&str> = config.protocols.iter().map(String::as_str).collect();
-    let mut policy = Policy::new()
-        .origins(&origins)
-        .protocols(&protocols)
-        .deflate(config.deflate.as_ref());
-    if config.any_origin {
-        policy = policy.insecure_any_origin();
-    }
-    let upgrade = policy
-        .decide(req)
-        .map_err(|r| (r.status(), r.to_string()))?;
-    let mut response = vec![0u8; 512];
-    let n = loop {
-        match upgrade.write_response(req, &policy, &mut response) {
-            Ok(n) => break n,
-            Err(sockeye_codec::EncodeError::InsufficientSize { required }) => {
-                response.resize(required, 0);
+    config.with_policy(|policy| {
+        let upgrade = policy
+            .decide(req)
+            .map_err(|r| (r.status(), r.to_string()))?;
+        let mut response = vec![0u8; 512];
+        let n = loop {
+            match upgrade.write_response(req, policy, &mut response) {
+                Ok(n) => break n,
+                Err(sockeye_codec::EncodeError::InsufficientSize { required }) => {
+                    response.resize(required, 0);
+                }
+                Err(e) => return Err((500, e.to_string())),
             }
-            Err(e) => return Err((500, e.to_string())),
-        }
-    };
-    response.truncate(n);
-    let negotiated = Negotiated {
-        protocol: upgrade.protocol_name(&policy).map(str::to_owned),
-        deflate: upgrade.deflate.zip(config.deflate),
-        headers: Vec::new(),
-    };
-    Ok((response, negotiated))
+        };
+        response.truncate(n);
+        let negotiated = Negotiated {
+            protocol: upgrade.protocol_name(policy).map(str::to_owned),
+            deflate: upgrade.deflate.zip(config.deflate),
+            headers: Vec::new(),
+        };
+        Ok((response, negotiated))
+    })
 }

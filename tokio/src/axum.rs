@@ -33,7 +33,7 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use sockeye_codec::Status;
-use sockeye_codec::handshake::{self, EMPTY_HEADER, Policy, Request};
+use sockeye_codec::handshake::{self, EMPTY_HEADER, Request};
 
 use crate::{Config, Negotiated, WebSocketStream};
 
@@ -180,21 +180,18 @@ impl WebSocketUpgrade {
             _ => return rejection(400, "invalid upgrade request").into_response(),
         };
         let config = self.config;
-        let origins: Vec<&str> = config.origins.iter().map(String::as_str).collect();
-        let protocols: Vec<&str> = config.protocols.iter().map(String::as_str).collect();
-        let mut policy = Policy::new()
-            .origins(&origins)
-            .protocols(&protocols)
-            .deflate(config.deflate.as_ref());
-        if config.any_origin {
-            policy = policy.insecure_any_origin();
-        }
-        let upgrade = match policy.decide(&req) {
-            Ok(u) => u,
-            Err(r) => return rejection(r.status(), r.to_string()).into_response(),
+        let decided = config.with_policy(|policy| {
+            let upgrade = policy
+                .decide(&req)
+                .map_err(|r| rejection(r.status(), r.to_string()))?;
+            let protocol = upgrade.protocol_name(policy).map(str::to_owned);
+            Ok::<_, Rejection>((upgrade, protocol))
+        });
+        let (upgrade, protocol) = match decided {
+            Ok(d) => d,
+            Err(r) => return r.into_response(),
         };
         let accept = handshake::accept_key(req.key.as_bytes());
-        let protocol = upgrade.protocol_name(&policy).map(str::to_owned);
         let extension = upgrade.deflate.map(|a| a.to_string());
         let mut response = Response::new(axum_core::body::Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

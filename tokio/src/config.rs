@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use sockeye_client::{Compression, DeflateConfig};
 use sockeye_codec::DEFAULT_MAX_MESSAGE;
+use sockeye_codec::handshake::Policy;
 
 /// Limits, timeouts and (for [`accept`](crate::accept)) the upgrade policy.
 ///
@@ -152,5 +153,20 @@ impl Config {
     pub fn max_request(mut self, bytes: usize) -> Self {
         self.max_request = bytes.max(256);
         self
+    }
+
+    /// Runs `f` with the upgrade policy this config describes (for `accept` and the axum
+    /// extractor alike).
+    pub(crate) fn with_policy<R>(&self, f: impl FnOnce(&Policy<'_>) -> R) -> R {
+        let origins: Vec<&str> = self.origins.iter().map(String::as_str).collect();
+        let protocols: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
+        let mut policy = Policy::new()
+            .origins(&origins)
+            .protocols(&protocols)
+            .deflate(self.deflate.as_ref());
+        if self.any_origin {
+            policy = policy.insecure_any_origin();
+        }
+        f(&policy)
     }
 }

@@ -430,15 +430,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 return;
             };
             if !left.is_zero() {
-                let at = self.epoch + now + left;
-                let timer = self
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-                if self.timer_at != Some(at) {
-                    timer.as_mut().reset(at);
-                    self.timer_at = Some(at);
-                }
-                if timer.as_mut().poll(cx).is_pending() {
+                if !self.poll_timer(self.epoch + now + left, cx) {
                     return;
                 }
                 continue;
@@ -468,9 +460,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// Whether the time to flush the last frames has passed (else the timer is armed for it).
     fn finish_expired(&mut self, cx: &mut Context<'_>) -> bool {
         let at = self.finish_by;
-        if Instant::now() >= at {
-            return true;
-        }
+        Instant::now() >= at || self.poll_timer(at, cx)
+    }
+
+    /// Whether `at` has come, arming the timer (made at its first use) for it if not.
+    fn poll_timer(&mut self, at: Instant, cx: &mut Context<'_>) -> bool {
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));

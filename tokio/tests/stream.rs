@@ -16,6 +16,11 @@ use tungstenite::protocol::frame::coding::CloseCode as TCode;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
+/// An upgrade request, written by hand by the tests that play a silent or hostile client.
+const UPGRADE: &[u8] =
+    b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
 async fn listener() -> (TcpListener, String) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/chat", l.local_addr().unwrap());
@@ -422,12 +427,7 @@ async fn a_silent_peer_is_pinged_then_closed_with_1001() {
         .trim_end_matches("/chat")
         .to_owned();
     let mut tcp = TcpStream::connect(&addr).await.unwrap();
-    tcp.write_all(
-        b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    tcp.write_all(UPGRADE).await.unwrap();
     let mut seen = Vec::new();
     let _ = timeout(LIMIT, tcp.read_to_end(&mut seen)).await.unwrap();
     let (elapsed, ended) = timeout(LIMIT, server).await.unwrap().unwrap();
@@ -461,13 +461,9 @@ async fn a_protocol_error_closes_with_1002() {
         .to_owned();
     let mut tcp = TcpStream::connect(&addr).await.unwrap();
     // The upgrade, and right behind it an unmasked frame (clients must mask).
-    tcp.write_all(
-        b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\
-          \x81\x02hi",
-    )
-    .await
-    .unwrap();
+    tcp.write_all(&[UPGRADE, b"\x81\x02hi"].concat())
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     let _ = timeout(LIMIT, tcp.read_to_end(&mut seen)).await.unwrap();
     let e = timeout(LIMIT, server).await.unwrap().unwrap();
@@ -527,12 +523,7 @@ async fn closing_on_a_peer_that_reads_nothing_ends_within_the_close_timeouts() {
         .trim_end_matches("/chat")
         .to_owned();
     let mut tcp = TcpStream::connect(&addr).await.unwrap();
-    tcp.write_all(
-        b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    tcp.write_all(UPGRADE).await.unwrap();
     // Never read: the server's queue cannot drain.
     let (elapsed, ended) = timeout(LIMIT, server).await.unwrap().unwrap();
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");

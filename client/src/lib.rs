@@ -75,7 +75,7 @@ impl Compression {
 }
 
 /// `config` with `threshold` applied if one was set.
-#[doc(hidden)] // for sockeye's own crates (the server's outbound connections); not a stable API
+#[doc(hidden)] // for sockeye-server's Config (the same threshold rule); not a stable API
 pub fn with_threshold(
     config: Option<DeflateConfig>,
     threshold: Option<usize>,
@@ -203,7 +203,7 @@ impl DialOptions {
 
     /// Refuses extra headers that belong to the upgrade itself (`Upgrade`, `Connection`,
     /// `Sec-WebSocket-*`), for `dial` and for outbound connections on the event loop alike.
-    #[doc(hidden)] // for sockeye's own crates (the server's outbound connections); not a stable API
+    #[doc(hidden)] // for sockeye-server's Connect (checked when it is made); not a stable API
     pub fn check_headers(&self) -> Result<(), Error> {
         for (name, _) in &self.headers {
             let lower = name.to_ascii_lowercase();

@@ -20,8 +20,10 @@ use tokio::time::{Instant, Sleep};
 
 use crate::{Config, Error, Message};
 
-/// The receive buffer's size while reads are small; an idle connection holds this much.
+/// The receive buffer's size while reads are small (an idle connection holds none).
 const SMALL_BUFFER: usize = 4 << 10;
+/// A wake-up's first read on a connection that holds no buffer goes to the stack, this much.
+const FIRST_READ: usize = 1024;
 /// Its size once a read filled it: one read takes up to this much.
 const READ_BUFFER: usize = 64 << 10;
 /// Most buffers one vectored write takes.
@@ -173,8 +175,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             .deflate
             .as_ref()
             .map(|(a, c)| Box::new((PerMessageDeflate::new(role, a, c), Pool::new(1))));
-        let mut rx = vec![0u8; SMALL_BUFFER.max(received.len())];
-        rx[..received.len()].copy_from_slice(received);
+        let mut rx = Vec::new();
+        if !received.is_empty() {
+            rx.resize(SMALL_BUFFER.max(received.len()), 0);
+            rx[..received.len()].copy_from_slice(received);
+        }
         WebSocketStream {
             io,
             session,
@@ -374,8 +379,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.rx.len() < SMALL_BUFFER {
-                self.rx.resize(SMALL_BUFFER, 0);
+            if self.rx.is_empty() {
+                // An idle connection holds no receive buffer: a wake-up's first read goes to
+                // the stack, and a buffer is taken only once bytes came.
+                let mut first = [0u8; FIRST_READ];
+                let mut buf = ReadBuf::new(&mut first);
+                ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+                let n = buf.filled().len();
+                if n > 0 {
+                    // As small as the first read (a block the allocator keeps at hand) unless
+                    // that read filled it; a read that fills it grows it to `READ_BUFFER`.
+                    let size = if n == FIRST_READ {
+                        READ_BUFFER
+                    } else {
+                        FIRST_READ
+                    };
+                    self.rx.resize(size, 0);
+                    self.rx[..n].copy_from_slice(&first[..n]);
+                    self.end = n;
+                }
+                self.last_read = n;
+                return Poll::Ready(Ok(n));
             }
         } else if self.end == self.rx.len() {
             if self.start == 0 {
@@ -396,14 +420,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => {
-                // Nothing more for now. A buffer that grew for large reads goes once reads are
-                // small again (the next read starts small), so an idle connection holds only
-                // the small one; while large reads go on it stays (freeing and faulting in
-                // 64 KiB every wake-up cost 934 against 737 µs of server CPU per 1 MiB echo).
-                if self.start == self.end
-                    && self.rx.len() > SMALL_BUFFER
-                    && self.last_read < SMALL_BUFFER
-                {
+                // Nothing more for now. The buffer goes once reads are small (the next wake-up
+                // reads into the stack first), so an idle connection holds none; while large
+                // reads go on it stays (freeing and faulting in 64 KiB every wake-up cost 934
+                // against 737 µs of server CPU per 1 MiB echo).
+                if self.start == self.end && self.last_read < SMALL_BUFFER {
                     self.rx = Vec::new();
                     self.start = 0;
                     self.end = 0;

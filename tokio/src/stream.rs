@@ -63,8 +63,6 @@ enum Place {
     Rx(usize, usize),
     /// In the inflate scratch buffer, at this range.
     Scratch(usize, usize),
-    /// At this address and length, in the scratch buffer (resolved into `Scratch`).
-    Inflated(usize, usize),
 }
 
 /// What one step of reading produced.
@@ -328,7 +326,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 let data = match at {
                     Place::Rx(a, b) => &self.rx[a..b],
                     Place::Scratch(a, b) => &self.scratch[a..b],
-                    Place::Inflated(..) => &[], // resolved in `step`
                 };
                 Some(Ok(Chunk {
                     kind,
@@ -580,8 +577,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         }
         let now = self.now();
         let base = self.start;
-        let rx_addr = self.rx.as_ptr() as usize;
-        let rx_len = self.rx.len();
         let mut engines = self
             .deflate
             .as_deref_mut()
@@ -599,6 +594,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             return None;
         }
         let consumed = got.consumed;
+        let mut chunk = None;
         let out = match got.event {
             None | Some(Incoming::Pong(_)) => None,
             Some(Incoming::Ping(_)) => {
@@ -615,29 +611,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 false => Message::Binary(m.into_bytes()),
             })),
             Some(Incoming::Chunk(c)) => {
-                let addr = c.data.as_ptr() as usize;
-                let len = c.data.len();
-                // The piece is either in the receive buffer (in place) or inflated into the
-                // scratch buffer; its place is kept as offsets, the borrow ends here.
-                let at = if len == 0 {
-                    Place::Rx(0, 0)
-                } else if (rx_addr..rx_addr + rx_len).contains(&addr) {
-                    Place::Rx(addr - rx_addr, addr - rx_addr + len)
-                } else {
-                    // Inflated into the scratch buffer, which may have moved as it grew:
-                    // found below, once the borrow has ended.
-                    Place::Inflated(addr, len)
+                // The piece is in the receive buffer (in place) or inflated into the scratch
+                // buffer, which may have moved as it grew: its address is kept and turned
+                // into a place once the borrow has ended.
+                let kind = match c.text {
+                    true => DataKind::Text,
+                    false => DataKind::Binary,
                 };
-                Some(Got::Chunk {
-                    kind: if c.text {
-                        DataKind::Text
-                    } else {
-                        DataKind::Binary
-                    },
-                    at,
-                    first: c.first,
-                    last: c.last,
-                })
+                chunk = Some((
+                    kind,
+                    c.data.as_ptr() as usize,
+                    c.data.len(),
+                    c.first,
+                    c.last,
+                ));
+                None
             }
             Some(Incoming::Close(_)) => {
                 self.start += consumed;
@@ -647,24 +635,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             }
         };
         self.start += consumed;
-        let mut out = out;
-        if let Some(Got::Chunk { at, .. }) = &mut out
-            && let Place::Inflated(addr, len) = *at
-        {
-            let base = self.scratch.as_ptr() as usize;
-            if (base..base + self.scratch.len()).contains(&addr)
-                && addr - base + len <= self.scratch.len()
-            {
-                *at = Place::Scratch(addr - base, addr - base + len);
-            } else {
-                // The session lends a piece from the input or from the scratch buffer, never
-                // from elsewhere; should that change, fail rather than lend the wrong bytes.
-                return Some(Err(Error::Io(io::Error::other(
-                    "a piece lent from neither receive buffer",
-                ))));
-            }
+        let Some((kind, addr, len, first, last)) = chunk else {
+            return Some(Ok(out));
+        };
+        let Some(at) = self.place(addr, len) else {
+            // The session lends a piece from the input or from the scratch buffer, never from
+            // elsewhere; should that change, fail rather than lend the wrong bytes.
+            return Some(Err(Error::Io(io::Error::other(
+                "a piece lent from neither receive buffer",
+            ))));
+        };
+        Some(Ok(Some(Got::Chunk {
+            kind,
+            at,
+            first,
+            last,
+        })))
+    }
+
+    /// Which buffer holds the `len` bytes at address `addr`, and where.
+    fn place(&self, addr: usize, len: usize) -> Option<Place> {
+        if len == 0 {
+            return Some(Place::Rx(0, 0));
         }
-        Some(Ok(out))
+        let within = |base: *const u8, size: usize| {
+            let base = base as usize;
+            (base..base + size)
+                .contains(&addr)
+                .then(|| addr - base)
+                .filter(|a| a + len <= size)
+        };
+        if let Some(a) = within(self.rx.as_ptr(), self.rx.len()) {
+            return Some(Place::Rx(a, a + len));
+        }
+        within(self.scratch.as_ptr(), self.scratch.len()).map(|a| Place::Scratch(a, a + len))
     }
 
     /// Drives the close handshake we started to its end (see [`WebSocketStream::close`]).

@@ -4,13 +4,13 @@
 //! `SOCKEYE_REQUIRE_INTEROP=1` (set by `.ci/run`).
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use sockeye_tokio::{CloseCode, Compression, Config, DialOptions, Message};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+
+mod common;
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -45,27 +45,8 @@ async fn node_ws_client_against_accept() {
         (Compression::ContextTakeover, "on"),
         (Compression::NoContextTakeover, "on"),
     ] {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/", listener.local_addr().unwrap());
         let config = Config::new().protocol("chat").compression(mode);
-        let server = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let config = config.clone();
-                tokio::spawn(async move {
-                    let Ok(mut ws) = sockeye_tokio::accept(tcp, &config).await else {
-                        return;
-                    };
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if ws.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
+        let (server, url) = common::echo_server(config).await;
         let out = timeout(
             LIMIT,
             Command::new("node")
@@ -103,20 +84,12 @@ async fn connect_against_node_ws_server() {
     }
     let big = "lorem ipsum dolor sit amet ".repeat(40_000);
     for server_mode in ["off", "takeover", "no-takeover"] {
-        let mut child = Command::new("node")
-            .arg(dir().join("server.mjs"))
-            .arg(server_mode)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut port = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut port)
-            .await
-            .unwrap();
-        let url = format!("ws://127.0.0.1:{}/", port.trim());
+        let (mut child, url) = common::peer_server(
+            Command::new("node")
+                .arg(dir().join("server.mjs"))
+                .arg(server_mode),
+        )
+        .await;
         for ours in [
             Compression::Disabled,
             Compression::ContextTakeover,

@@ -4,13 +4,13 @@
 //! with a message when Python or `websockets` is missing, unless `SOCKEYE_REQUIRE_INTEROP=1`.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use sockeye_tokio::{CloseCode, Compression, Config, DialOptions, Message};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+
+mod common;
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -36,28 +36,6 @@ fn have_websockets() -> bool {
     found
 }
 
-/// An echo server on `accept` with `config`, until the task is aborted; its URL.
-async fn echo_server(config: Config) -> (tokio::task::JoinHandle<()>, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let config = config.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = sockeye_tokio::accept(tcp, &config).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (task, url)
-}
-
 async fn run(cmd: &mut Command) -> String {
     let out = timeout(LIMIT, cmd.output()).await.unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -74,7 +52,7 @@ async fn python_websockets_clients_against_accept() {
     if !have_websockets() {
         return;
     }
-    let (task, url) = echo_server(Config::new().protocol("chat")).await;
+    let (task, url) = common::echo_server(Config::new().protocol("chat")).await;
     let stdout = run(Command::new("python3")
         .arg(script("python_client.py"))
         .arg(&url))
@@ -86,7 +64,7 @@ async fn python_websockets_clients_against_accept() {
         (Compression::ContextTakeover, "takeover"),
         (Compression::NoContextTakeover, "no-takeover"),
     ] {
-        let (task, url) = echo_server(Config::new().compression(mode)).await;
+        let (task, url) = common::echo_server(Config::new().compression(mode)).await;
         let stdout = run(Command::new("python3")
             .arg(script("python_deflate_client.py"))
             .arg(&url)
@@ -102,19 +80,8 @@ async fn connect_against_python_websockets_server() {
     if !have_websockets() {
         return;
     }
-    let mut child = Command::new("python3")
-        .arg(script("python_server.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut port)
-        .await
-        .unwrap();
-    let url = format!("ws://127.0.0.1:{}/", port.trim());
+    let (mut child, url) =
+        common::peer_server(Command::new("python3").arg(script("python_server.py"))).await;
     for ours in [Compression::Disabled, Compression::ContextTakeover] {
         // The server insists on its subprotocol.
         let options = DialOptions::new()

@@ -4,9 +4,9 @@
 #
 #   scripts/autobahn-ci.sh [--write]     check (or, with --write, record) every target below
 #
-# Targets: the io_uring server (`sockeye serve`, echo mode, permessage-deflate with context
-# takeover), the tokio stream's echo server (tokio/examples/tokio_autobahn_server.rs, the same
-# compression) and the codec-only echo example (codec/examples/echo_server.rs, no compression)
+# Targets: the server (`sockeye serve`, echo mode, permessage-deflate with context takeover) on
+# the io_uring engine and on the portable (poll) engine, both held to one expected file; the
+# tokio stream's echo server (tokio/examples/tokio_autobahn_server.rs, the same compression) and the codec-only echo example (codec/examples/echo_server.rs, no compression)
 # under fuzzingclient; the blocking client (server/examples/autobahn_client.rs) and the tokio
 # client (tokio/examples/tokio_autobahn_client.rs), both offering compression, under two
 # fuzzingservers, which run alongside the server targets (the compression
@@ -24,8 +24,8 @@ cargo build --release -p sockeye-server --bin sockeye --example autobahn_client
 cargo build --release -p sockeye-tokio --example tokio_autobahn_server --example tokio_autobahn_client
 bash scripts/autobahn.sh setup
 
-run_target() {   # run_target NAME CMD...
-  local name=$1; shift
+run_target() {   # run_target NAME EXPECTED CMD...: compared with autobahn/EXPECTED.expected.json
+  local name=$1 expected=$2; shift 2
   local out="$REPORTS/$name"
   "$@" &
   local pid=$!
@@ -39,7 +39,7 @@ run_target() {   # run_target NAME CMD...
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   trap - EXIT
-  python3 scripts/autobahn_compare.py "$out/index.json" "$name" "autobahn/$name.expected.json" $WRITE || rc=1
+  python3 scripts/autobahn_compare.py "$out/index.json" "$name" "autobahn/$expected.expected.json" $WRITE || rc=1
   return "$rc"
 }
 
@@ -58,10 +58,14 @@ bash scripts/autobahn.sh client "$TPORT" "$tout" -- \
 tpid=$!
 
 rc=0
-run_target sockeye-echo ./target/release/sockeye serve --bind "127.0.0.1:$PORT" \
-  --stats-interval 0 --compression takeover || rc=1
-run_target echo-example ./target/release/examples/echo_server "127.0.0.1:$PORT" || rc=1
-run_target sockeye-tokio ./target/release/examples/tokio_autobahn_server "127.0.0.1:$PORT" || rc=1
+run_target sockeye-echo sockeye-echo ./target/release/sockeye serve --bind "127.0.0.1:$PORT" \
+  --stats-interval 0 --compression takeover --engine uring || rc=1
+# The portable engine must give exactly the io_uring engine's results (same expected file).
+run_target sockeye-echo-poll sockeye-echo ./target/release/sockeye serve --bind "127.0.0.1:$PORT" \
+  --stats-interval 0 --compression takeover --engine poll || rc=1
+run_target echo-example echo-example ./target/release/examples/echo_server "127.0.0.1:$PORT" || rc=1
+run_target sockeye-tokio sockeye-tokio ./target/release/examples/tokio_autobahn_server \
+  "127.0.0.1:$PORT" || rc=1
 
 crc=0
 wait "$cpid" || crc=$?

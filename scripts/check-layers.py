@@ -4,8 +4,8 @@
 Every `crate::...` path in a module of server/src (comments and doc links left out; names
 re-exported by lib.rs resolved to the module that defines them) is an edge between two
 top-level modules. Fails, naming the modules, when the edges form a circle or break a rule:
-the handler API names no engine and the io_uring plumbing (`ring`) imports nothing of the
-server. (The client is a crate of its own, `sockeye-client`, which cannot import the server.)
+the handler API names no engine, the io_uring plumbing (`ring`) imports nothing of the
+server, and the portable engine's (`poll`, `backend`) only the engine layer. (The client is a crate of its own, `sockeye-client`, which cannot import the server.)
 """
 
 import os
@@ -18,6 +18,13 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server", 
 FORBIDDEN = {
     "handler": {"worker", "hub", "cluster", "http", "ring", "config", "compress"},
     "ring": None,  # None: no crate module at all
+}
+
+# module -> the only modules it may import: the engines' plumbing knows no protocol and no
+# server feature (the portable engine's poller uses the ring's request kinds and send queue).
+ONLY = {
+    "poll": {"ring"},
+    "backend": {"ring", "poll", "config"},
 }
 
 
@@ -94,6 +101,9 @@ def main():
         imports = edges.get(module, set())
         bad = imports if banned is None else imports & banned
         for target in sorted(bad):
+            errors.append(f"{module} imports {target}")
+    for module, allowed in ONLY.items():
+        for target in sorted(edges.get(module, set()) - allowed):
             errors.append(f"{module} imports {target}")
     for module in sorted(edges):
         print(f"{module} -> {', '.join(sorted(edges[module])) or '(nothing)'}")

@@ -16,6 +16,59 @@ pub enum SlowPolicy {
     Drop,
 }
 
+/// The I/O engine under the workers ([`Config::engine`]). The handler, rooms, broadcast, the
+/// cluster, the pages, `/metrics` and `/healthz` work the same on each; only the system calls
+/// differ.
+///
+/// ```
+/// use sockeye_server::{Config, Engine};
+/// let config = Config::new("127.0.0.1:0".parse().unwrap()).engine(Engine::Poll);
+/// assert_eq!(config.engine_choice(), Engine::Poll);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Engine {
+    /// io_uring when the kernel allows it (a ring with a provided-buffer ring can be set up),
+    /// else [`Engine::Poll`], said once in the log with the reason. The default. The
+    /// environment variable `SOCKEYE_ENGINE` (`uring` or `poll`) overrides the choice, so
+    /// an operator can pick the engine of any sockeye application without a rebuild.
+    Auto,
+    /// io_uring only (Linux 6.0 or later): multishot accept and receive into provided buffers,
+    /// one `sendmsg` per connection per loop turn. Starting fails if the kernel refuses it.
+    Uring,
+    /// Readiness polling (epoll, through `mio`) with the same loop: one non-blocking `recv` per
+    /// readable connection into the worker's buffers, one `sendmsg` per connection per loop
+    /// turn. Runs where io_uring is refused (Docker's default seccomp profile, kernels with
+    /// io_uring disabled or too old for it).
+    Poll,
+}
+
+impl Engine {
+    /// `auto`, `uring` or `poll`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Auto => "auto",
+            Engine::Uring => "uring",
+            Engine::Poll => "poll",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "auto" => Ok(Engine::Auto),
+            "uring" | "io_uring" | "io-uring" => Ok(Engine::Uring),
+            "poll" | "epoll" => Ok(Engine::Poll),
+            _ => Err(format!(
+                "unknown engine {s:?} (expected auto, uring or poll)"
+            )),
+        }
+    }
+}
+
 /// Configuration of a [`Server`](crate::Server), built with chained setters.
 ///
 /// ```
@@ -33,6 +86,7 @@ pub enum SlowPolicy {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) bind: SocketAddr,
+    pub(crate) engine: Engine,
     pub(crate) listen: bool,
     pub(crate) workers: usize,
     pub(crate) max_message: u64,
@@ -75,6 +129,7 @@ impl Config {
     pub fn new(bind: SocketAddr) -> Config {
         Config {
             bind,
+            engine: Engine::Auto,
             listen: true,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             max_message: sockeye_codec::DEFAULT_MAX_MESSAGE,
@@ -127,6 +182,18 @@ impl Config {
     /// The permessage-deflate policy in effect, threshold applied.
     pub(crate) fn deflate_config(&self) -> Option<DeflateConfig> {
         with_threshold(self.deflate, self.compression_threshold)
+    }
+
+    /// The I/O engine (default [`Engine::Auto`]).
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// The engine asked for (what [`Server::engine`](crate::Server::engine) says is the one
+    /// that runs).
+    pub fn engine_choice(&self) -> Engine {
+        self.engine
     }
 
     /// Whether the workers listen on the bind address (default true). Without a listener they

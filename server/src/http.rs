@@ -81,8 +81,14 @@ pub(crate) fn render_metrics(config: &Config, hub: &Hub) -> String {
     family(
         "sockeye_workers",
         "gauge",
-        "Worker threads, each with its own io_uring.",
+        "Worker threads, each with its own event loop.",
         &one(stats.len() as u64),
+    );
+    family(
+        "sockeye_engine",
+        "gauge",
+        "The I/O engine the workers run on (label engine: uring or poll), always 1.",
+        &[(format!("{{engine=\"{}\"}}", config.engine.name()), 1)],
     );
     family(
         "sockeye_connections",

@@ -5,6 +5,10 @@
 //! nothing is shared on the hot path); multishot accept; multishot receive into a provided-buffer
 //! ring, decoded in place; one vectored write per connection per loop turn.
 //!
+//! Where io_uring is refused (Docker's default seccomp profile, kernels with it disabled), the
+//! same loop runs on readiness polling instead ([`Engine::Poll`], epoll): [`Engine::Auto`], the
+//! default, picks io_uring when the kernel allows it and says so in the log when it does not.
+//!
 //! The application is a [`Handler`]: one instance per worker, called with a [`WebSocket`] handle.
 //! The same event loop opens outbound (client-role) connections with [`Server::connect`]; the
 //! [`client`] module is a blocking client on `std::net` in the shape of the Go libraries.
@@ -23,13 +27,14 @@
 //! }
 //!
 //! let config = Config::new("127.0.0.1:9001".parse().unwrap());
-//! let server = Server::start(config, |_ctx| Echo).expect("io_uring available");
+//! let server = Server::start(config, |_ctx| Echo).expect("bound and started");
 //! println!("listening on {}", server.local_addr());
 //! server.join().unwrap();
 //! ```
 
 /// The blocking client: the [`sockeye_client`] crate, re-exported.
 pub use sockeye_client as client;
+mod backend;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod compress;
@@ -40,6 +45,7 @@ mod handlers;
 mod http;
 mod hub;
 mod id;
+mod poll;
 mod ring;
 mod timer;
 mod worker;
@@ -53,7 +59,7 @@ use std::thread::JoinHandle;
 pub use client::Compression;
 #[cfg(feature = "cluster")]
 pub use config::ClusterConfig;
-pub use config::{Config, SlowPolicy};
+pub use config::{Config, Engine, SlowPolicy};
 pub use connect::Connect;
 pub use handler::{
     Chunk, Handler, JoinError, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket,
@@ -78,6 +84,7 @@ pub struct WorkerContext {
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
     addr: SocketAddr,
+    engine: Engine,
     config: Arc<Config>,
     hub: Arc<Hub>,
     threads: Vec<JoinHandle<io::Result<()>>>,
@@ -87,7 +94,8 @@ pub struct Server {
 
 impl Server {
     /// Binds one listener per worker and starts the workers, each with a handler from
-    /// `make_handler`. Fails at once, with the cause and the remedy, if io_uring is unavailable.
+    /// `make_handler`, on the configured [`Engine`]. Fails at once, with the cause and the
+    /// remedy, if the engine is [`Engine::Uring`] and io_uring is unavailable.
     pub fn start<H, F>(config: Config, make_handler: F) -> io::Result<Server>
     where
         H: Handler,
@@ -96,6 +104,18 @@ impl Server {
         if let Err(e) = ring::raise_fd_limit() {
             tracing::warn!(error = %e, "could not raise the descriptor limit");
         }
+        let engine = match backend::resolve(config.engine) {
+            (engine, None) => engine,
+            (engine, Some(why)) => {
+                tracing::info!(
+                    reason = %why,
+                    "io_uring is not available here; running on the portable engine (poll)"
+                );
+                engine
+            }
+        };
+        let mut config = config;
+        config.engine = engine; // what `/metrics` reports
         let config = Arc::new(config);
         let (listeners, addr) = if config.listen {
             let listeners = bind(config.bind, config.workers)?;
@@ -170,7 +190,7 @@ impl Server {
                     // ready (which would leave `start` waiting for ever).
                     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let handler = make_handler(ctx);
-                        Worker::new(i, config, hub, listener, wake, inbox, handler)
+                        Worker::new(i, engine, config, hub, listener, wake, inbox, handler)
                     }))
                     .unwrap_or_else(|_| {
                         Err(io::Error::other(format!(
@@ -195,6 +215,7 @@ impl Server {
         drop(ready_tx);
         let server = Server {
             addr,
+            engine,
             config,
             hub,
             threads,
@@ -211,7 +232,7 @@ impl Server {
                 Err(_) => return Err(io::Error::other("a worker thread died while starting")),
             }
         }
-        tracing::info!(addr = %addr, workers = server.threads.len(), "listening");
+        tracing::info!(addr = %addr, workers = server.threads.len(), engine = engine.name(), "listening");
         Ok(server)
     }
 
@@ -219,6 +240,12 @@ impl Server {
     /// configured bind address when it does not listen.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The engine the workers run on: [`Engine::Uring`] or [`Engine::Poll`] (what
+    /// [`Engine::Auto`] chose).
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Opens an outbound connection on worker `token % workers`; see [`Connect`]. Fails if its

@@ -1,7 +1,7 @@
 //! `sockeye`: the command-line server.
 //!
 //! ```text
-//! sockeye serve [--bind 127.0.0.1:9001] [--mode echo|broadcast] [--workers N] ...
+//! sockeye serve [--bind 127.0.0.1:9001] [--mode echo|broadcast] [--workers N] [--engine auto|uring|poll] ...
 //! sockeye connect ws://127.0.0.1:9001/ [--binary] [--subprotocol P] [--header 'Name: value']
 //! ```
 
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sockeye_server::{
-    Broadcast, Compression, Config, Echo, Handler, Message, OwnedMessage, Server, SlowPolicy,
-    WebSocket,
+    Broadcast, Compression, Config, Echo, Engine, Handler, Message, OwnedMessage, Server,
+    SlowPolicy, WebSocket,
 };
 
 /// The demo page served on `GET /` (self-contained: no CDN, no build step).
@@ -85,6 +85,14 @@ enum Slow {
     Drop,
 }
 
+/// `--engine`.
+#[derive(Clone, Copy, ValueEnum)]
+enum EngineArg {
+    Auto,
+    Uring,
+    Poll,
+}
+
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Address to listen on.
@@ -93,9 +101,13 @@ struct ServeArgs {
     /// Port on the default host (overrides the port of --bind).
     #[arg(long)]
     port: Option<u16>,
-    /// Worker threads, each with its own ring (default: one per core).
+    /// Worker threads, each with its own event loop (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// I/O engine: io_uring, readiness polling (epoll), or io_uring when the kernel allows it
+    /// and poll otherwise (said once in the log). SOCKEYE_ENGINE=uring|poll overrides auto.
+    #[arg(long, value_enum, default_value = "auto")]
+    engine: EngineArg,
     /// What the server does with messages: echo them, or broadcast them to the room named by
     /// the URL path (`ws://host/chat/lobby` and `ws://host/chat/dev` are separate rooms).
     #[arg(long, value_enum, default_value = "echo")]
@@ -426,6 +438,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(n) = args.workers {
         config = config.workers(n);
     }
+    config = config.engine(match args.engine {
+        EngineArg::Auto => Engine::Auto,
+        EngineArg::Uring => Engine::Uring,
+        EngineArg::Poll => Engine::Poll,
+    });
     for o in args.allow_origin {
         config = config.allow_origin(o);
     }

@@ -1,5 +1,6 @@
 //! The io_uring layer: the ring, the provided-buffer ring, and the send queue whose memory the
-//! kernel reads. This module holds all of the server's `unsafe`; everything above it is safe.
+//! kernel reads. This module holds the server's `unsafe` with the portable engine's syscalls (`poll`);
+//! everything above them is safe.
 //!
 //! # Why the kernel never writes a buffer we still read, nor reads one we freed
 //!
@@ -549,6 +550,27 @@ impl SendQueue {
     fn push(&mut self, frame: bytes::Bytes) {
         debug_assert!(!self.in_flight);
         self.frames.push(frame);
+    }
+
+    /// (Readiness engine) takes `out`'s sealed frames behind the unsent rest, for a write made
+    /// at once; false if a send is in flight or nothing is to be sent.
+    pub(crate) fn load(&mut self, out: &mut Outgoing) -> bool {
+        if self.in_flight {
+            return false;
+        }
+        out.move_sealed(&mut self.frames);
+        self.queued() > 0
+    }
+
+    /// (Readiness engine) the unsent bytes, in order.
+    pub(crate) fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        self.frames.chunks()
+    }
+
+    /// (Readiness engine) a write of these bytes is under way: nothing is added or released
+    /// until its completion.
+    pub(crate) fn begin(&mut self) {
+        self.in_flight = true;
     }
 
     /// Unsent bytes.

@@ -1,4 +1,6 @@
-//! The io_uring server against independent clients (tokio-tungstenite) and raw bad input.
+//! The server against independent clients (tokio-tungstenite) and raw bad input. CI runs this
+//! suite (and every other server test) on each engine: `SOCKEYE_ENGINE=poll` picks the portable
+//! one, which `engine_is_the_one_asked_for` checks.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -37,6 +39,23 @@ async fn next(ws: &mut Ws) -> Message {
         .expect("a message within 20 s")
         .expect("stream open")
         .expect("no error")
+}
+
+#[test]
+fn engine_is_the_one_asked_for() {
+    let server = Server::start(config(), |_| Echo).unwrap();
+    let expected = match std::env::var("SOCKEYE_ENGINE").as_deref() {
+        Ok("poll") => sockeye_server::Engine::Poll,
+        // This machine allows io_uring, so `auto` picks it.
+        _ => sockeye_server::Engine::Uring,
+    };
+    assert_eq!(server.engine(), expected);
+    let forced = Server::start(config().engine(sockeye_server::Engine::Poll), |_| Echo).unwrap();
+    assert_eq!(forced.engine(), sockeye_server::Engine::Poll);
+    for s in [server, forced] {
+        s.shutdown();
+        s.join().unwrap();
+    }
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! What the io_uring engine lends a handler callback: one connection of this worker and the
+//! What the worker lends a handler callback: one connection of this worker and the
 //! parts of the worker it may use ([`Io`]), as the API's engine-neutral `Connection`.
 
 use super::*;

@@ -1,4 +1,6 @@
-//! One worker: an event loop on its own ring, with its own listener, connections and timers.
+//! One worker: an event loop on its own engine (an io_uring ring, or the portable poller, behind
+//! `backend::Backend`: the same requests and completions), with its own listener, connections
+//! and timers.
 //!
 //! - `mod.rs`: the loop: completions from the ring dispatched to accept, receive, send,
 //!   connect, the timer tick and cross-thread wake-ups; shutdown and the final drain.
@@ -25,7 +27,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -40,13 +42,15 @@ use sockeye_codec::session::{
 };
 use sockeye_codec::{Close, CloseCode, Role, Status};
 
+use crate::backend::{Backend, Bufs, Completion, RecvBuf, Scratch};
 use crate::compress::{ConnDeflate, Deflater};
+use crate::config::Engine;
 use crate::config::{Config, SlowPolicy};
 use crate::handler::JoinError;
 use crate::handler::{Handler, SendStatus, WebSocket};
 use crate::hub::{Hub, Inbox, Refusal, RoomKey, WorkerStats};
 use crate::id::{ConnId, EPOCH_MASK};
-use crate::ring::{BufRing, Completion, Op, RecvBuf, Ring, SendQueue};
+use crate::ring::{Op, SendQueue};
 use crate::timer::{TimerKind, Wheel};
 use sockeye_client::{ClientHandshake, OsMaskKeys, Reply};
 
@@ -88,7 +92,8 @@ pub(crate) struct Worker<H: Handler> {
     wake: OwnedFd,
     inbox: mpsc::Receiver<Inbox>,
     /// Declared after `io` so the ring (inside `io`) is dropped first.
-    bufs: BufRing,
+    bufs: Bufs,
+    scratch: Scratch,
     shutdown_deadline: Option<Instant>,
     accept_armed: bool,
     /// "Out of descriptors" was logged and nothing was accepted since.
@@ -96,8 +101,10 @@ pub(crate) struct Worker<H: Handler> {
 }
 
 impl<H: Handler> Worker<H> {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         worker: usize,
+        engine: Engine,
         config: Arc<Config>,
         hub: Arc<Hub>,
         listener: Option<OwnedFd>,
@@ -105,21 +112,8 @@ impl<H: Handler> Worker<H> {
         inbox: mpsc::Receiver<Inbox>,
         handler: H,
     ) -> io::Result<Worker<H>> {
-        let mut ring = Ring::new(4096).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "io_uring is not available ({e}). sockeye needs Linux 6.0 or later with \
-                     io_uring enabled; in a container, allow the io_uring syscalls (Docker's \
-                     default seccomp profile blocks them: run with a profile that allows \
-                     io_uring_setup, io_uring_enter and io_uring_register), and check that \
-                     /proc/sys/kernel/io_uring_disabled is 0"
-                ),
-            )
-        })?;
-        let bufs = BufRing::new(0, config.recv_buffers, config.recv_buffer_size)?;
-        ring.register(&bufs)?;
-        tracing::debug!(worker, mode = ring.mode, "ring ready");
+        let (ring, bufs) = Backend::new(engine, config.recv_buffers, config.recv_buffer_size)?;
+        tracing::debug!(worker, mode = ring.mode(), "engine ready");
         let timeouts = Timeouts {
             idle: Some(config.idle_timeout).filter(|d| !d.is_zero()),
             close: config.close_timeout,
@@ -160,6 +154,7 @@ impl<H: Handler> Worker<H> {
             wake,
             inbox,
             bufs,
+            scratch: Scratch::default(),
             shutdown_deadline: None,
             accept_armed: false,
             fd_warned: false,
@@ -187,11 +182,11 @@ impl<H: Handler> Worker<H> {
 
     fn run_loop(&mut self) -> io::Result<()> {
         if let Some(l) = &self.listener {
-            self.io.ring.accept_multi(l.as_raw_fd(), 0)?;
+            self.io.ring.accept_multi(l.as_fd(), 0)?;
             self.accept_armed = true;
         }
         self.io.ring.tick(TICK)?;
-        self.io.ring.read_eventfd(self.wake.as_raw_fd())?;
+        self.io.ring.read_eventfd(self.wake.as_fd())?;
         let mut cqes = Vec::with_capacity(1024);
         loop {
             self.flush();
@@ -200,7 +195,7 @@ impl<H: Handler> Worker<H> {
             }
             self.io.ring.submit_and_wait(1)?;
             cqes.clear();
-            self.io.ring.completions(&mut cqes);
+            self.io.ring.completions(&mut cqes, &mut self.scratch);
             for mut c in cqes.drain(..) {
                 let (slot, epoch) = slot_epoch(&c);
                 match c.op() {
@@ -265,7 +260,7 @@ impl<H: Handler> Worker<H> {
                 break;
             }
             cqes.clear();
-            self.io.ring.completions(&mut cqes);
+            self.io.ring.completions(&mut cqes, &mut self.scratch);
             for mut c in cqes.drain(..) {
                 let (slot, epoch) = slot_epoch(&c);
                 match c.op() {
@@ -300,7 +295,7 @@ impl<H: Handler> Worker<H> {
             if conn.state == State::Dead {
                 continue; // shut down: nothing more goes out
             }
-            let fd = conn.fd.as_raw_fd();
+            let fd = conn.fd.as_fd();
             let Some(out) = conn.output.as_mut() else {
                 continue;
             };
@@ -362,7 +357,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         let Some(l) = &self.listener else { return };
-        match self.io.ring.accept_multi(l.as_raw_fd(), 0) {
+        match self.io.ring.accept_multi(l.as_fd(), 0) {
             Ok(()) => self.accept_armed = true,
             Err(e) => tracing::error!(error = %e, "arming accept failed"),
         }
@@ -378,7 +373,7 @@ impl<H: Handler> Worker<H> {
         match self
             .io
             .ring
-            .recv_multi(conn.fd.as_raw_fd(), &self.bufs, id.data())
+            .recv_multi(conn.fd.as_fd(), &self.bufs, id.data())
         {
             Ok(()) => conn.recv_armed = true,
             Err(e) => {
@@ -402,10 +397,10 @@ impl<H: Handler> Worker<H> {
             conn.recv_armed = false;
         }
         match (res, buf) {
-            (n, Some(b)) if n > 0 => {
+            (n, Some(mut b)) if n > 0 => {
                 conn.clock.received(self.io.time.now);
                 WorkerStats::add(&self.io.stats().bytes_in, n as u64);
-                self.on_bytes(id, &b);
+                self.on_bytes(id, &mut b);
                 self.bufs.recycle(b);
             }
             (_, b) => {
@@ -432,7 +427,7 @@ impl<H: Handler> Worker<H> {
 
     /// Bytes received on a connection, in a ring buffer; the read-buffer gauge follows what the
     /// connection holds for reading afterwards.
-    fn on_bytes(&mut self, id: ConnId, b: &RecvBuf) {
+    fn on_bytes(&mut self, id: ConnId, b: &mut RecvBuf) {
         let data = self.bufs.bytes(b);
         let conn = self.slab.conns[id.slot as usize]
             .as_mut()
@@ -662,7 +657,7 @@ impl<H: Handler> Worker<H> {
     fn on_wake(&mut self) {
         let w = usize::from(self.io.worker);
         self.io.hub.woken(w);
-        if let Err(e) = self.io.ring.read_eventfd(self.wake.as_raw_fd()) {
+        if let Err(e) = self.io.ring.read_eventfd(self.wake.as_fd()) {
             tracing::error!(error = %e, "re-arming the wake-up read failed");
         }
         while let Ok(msg) = self.inbox.try_recv() {
@@ -757,7 +752,7 @@ impl<H: Handler> Worker<H> {
             opened: false,
             error: None,
         }));
-        let fd = conn.fd.as_raw_fd();
+        let fd = conn.fd.as_fd();
         match self.io.ring.connect(fd, c.addr.into(), id.data()) {
             Ok(()) => conn.connect_armed = true,
             Err(e) => {

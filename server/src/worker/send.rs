@@ -9,7 +9,7 @@ use super::*;
 /// the receive buffers and the handler itself.
 pub(crate) struct Io {
     pub(super) worker: u16,
-    pub(super) ring: Ring,
+    pub(super) ring: Backend,
     pub(super) config: Arc<Config>,
     pub(super) hub: Arc<Hub>,
     /// The wheel and what the session clocks need of it.

@@ -44,10 +44,15 @@ pub(crate) fn resolve(engine: Engine) -> (Engine, Option<io::Error>) {
     match engine {
         Engine::Auto => match std::env::var("SOCKEYE_ENGINE").ok().map(|v| v.parse()) {
             Some(Ok(e @ (Engine::Uring | Engine::Poll))) => (e, None),
-            _ => match probe() {
-                Ok(()) => (Engine::Uring, None),
-                Err(e) => (Engine::Poll, Some(e)),
-            },
+            other => {
+                if let Some(Err(why)) = other {
+                    tracing::warn!(%why, "SOCKEYE_ENGINE ignored");
+                }
+                match probe() {
+                    Ok(()) => (Engine::Uring, None),
+                    Err(e) => (Engine::Poll, Some(e)),
+                }
+            }
         },
         e => (e, None),
     }

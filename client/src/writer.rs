@@ -167,6 +167,7 @@ impl Out {
                 compress: engines.as_mut().map(|e| e as &mut dyn Compress),
                 bound: usize::MAX,
                 scratch,
+                buffers: None,
             };
             f(&mut self.tx, &mut link)
         };

@@ -46,6 +46,7 @@ mod http;
 mod hub;
 mod id;
 mod poll;
+mod recycle;
 mod ring;
 mod timer;
 mod worker;

@@ -197,6 +197,7 @@ impl Session {
             compress: compress.map(|c| c as &mut dyn Compress),
             bound: self.bound,
             scratch: Some(&mut self.scratch),
+            buffers: None,
         };
         f(&mut self.tx, &mut link)
     }

@@ -73,7 +73,9 @@ mod send;
 
 pub use clock::{Clock, Due, Timeouts};
 pub use endpoint::{Deflate, Ended, Initiator, Session};
-pub use send::{Compress, Fragment, Link, MaskKeys, Outgoing, Prepared, SendError, Sender};
+pub use send::{
+    Buffers, Compress, Fragment, Link, MaskKeys, Outgoing, Prepared, SendError, Sender,
+};
 
 /// A whole received message, borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,6 +368,19 @@ impl Receiver {
         scratch: &'a mut Vec<u8>,
         inflate: Option<&mut (dyn Inflate + '_)>,
     ) -> Result<Received<'a>, Error> {
+        self.receive_with(buf, scratch, inflate, None)
+    }
+
+    /// [`Receiver::receive`], assembling a message in a buffer from `buffers` when one has
+    /// room (see [`Buffers`]).
+    #[inline]
+    pub fn receive_with<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+        inflate: Option<&mut (dyn Inflate + '_)>,
+        buffers: Option<&mut (dyn Buffers + '_)>,
+    ) -> Result<Received<'a>, Error> {
         let frame = match self.decoder.decode_streaming(buf)? {
             Status::Partial { .. } => {
                 return Ok(Received {
@@ -391,7 +406,7 @@ impl Receiver {
                 if d.compressed {
                     self.inflated(d, scratch, inflate)?
                 } else {
-                    self.plain(d)
+                    self.plain(d, buffers)
                 }
             }
         };
@@ -410,12 +425,21 @@ impl Receiver {
 
     /// The assembly buffer, with room for `more` bytes: reserved up to the rest of the frame
     /// the header declared, but never more than [`RESERVE_AHEAD`] times what has arrived.
-    fn assembly_for(&mut self, more: usize) -> &mut Vec<u8> {
+    fn assembly_for(&mut self, more: usize, buffers: Option<&mut dyn Buffers>) -> &mut Vec<u8> {
         let declared = usize::try_from(self.decoder.frame_remaining()).unwrap_or(usize::MAX);
+        let ahead_for =
+            |arrived: usize| declared.min(arrived.saturating_mul(RESERVE_AHEAD).max(RESERVE_MIN));
+        if self.assembly.is_none()
+            && let Some(b) = buffers
+            && let Some(mut reused) = b.take(more + ahead_for(more))
+        {
+            reused.clear();
+            self.assembly = Some(Box::new(reused));
+        }
         let a = self.assembly.get_or_insert_with(Default::default);
         if a.capacity() - a.len() < more {
             let arrived = a.len() + more;
-            let ahead = declared.min(arrived.saturating_mul(RESERVE_AHEAD).max(RESERVE_MIN));
+            let ahead = ahead_for(arrived);
             // Reserving ahead is speculative: if the allocator refuses it (strict overcommit,
             // a small heap), grow by what arrived instead of aborting.
             if a.try_reserve_exact(more + ahead).is_err() {
@@ -433,7 +457,11 @@ impl Receiver {
     /// An uncompressed piece: lent, streamed, or collected.
     #[inline]
     #[allow(unsafe_code)]
-    fn plain<'a>(&mut self, d: Data<'a>) -> Option<Incoming<'a>> {
+    fn plain<'a>(
+        &mut self,
+        d: Data<'a>,
+        buffers: Option<&mut (dyn Buffers + '_)>,
+    ) -> Option<Incoming<'a>> {
         let text = d.kind == DataKind::Text;
         let fin = d.message_fin;
         if self.current == Some(InMessage::Stream) {
@@ -464,7 +492,7 @@ impl Receiver {
             };
             return Some(Incoming::Message(msg));
         }
-        self.assembly_for(d.payload.len())
+        self.assembly_for(d.payload.len(), buffers.map(|b| b as &mut dyn Buffers))
             .extend_from_slice(d.payload);
         if !fin {
             return None;

@@ -360,6 +360,40 @@ pub struct Link<'a> {
     pub bound: usize,
     /// A buffer for compressed output (kept by the driver between calls).
     pub scratch: Option<&'a mut Vec<u8>>,
+    /// Where owned payloads go back once written, if the driver keeps buffers for reuse.
+    pub buffers: Option<&'a mut dyn Buffers>,
+}
+
+/// Large buffers a driver keeps for reuse: messages in several pieces are assembled in them
+/// ([`Receiver::receive_with`](crate::session::Receiver::receive_with)), and owned payloads
+/// ([`Sender::send_owned`]) go back to them once written. Without one, every assembled
+/// message allocates its buffer and every written payload frees it, and at a megabyte per
+/// message the allocator hands that memory back to the kernel and faults it in again between
+/// messages (measured on the server: 14% of its CPU in page faults at 1 MiB echo).
+///
+/// ```
+/// use sockeye_codec::session::Buffers;
+/// /// Keeps one spare buffer (a real driver bounds and ages its pool).
+/// struct One(Option<Vec<u8>>);
+/// impl Buffers for One {
+///     fn take(&mut self, min: usize) -> Option<Vec<u8>> {
+///         self.0.take_if(|b| b.capacity() >= min)
+///     }
+/// }
+/// let mut one = One(Some(Vec::with_capacity(1 << 20)));
+/// assert!(one.take(4096).is_some_and(|b| b.is_empty() && b.capacity() >= 4096));
+/// assert!(one.take(4096).is_none());
+/// ```
+pub trait Buffers {
+    /// An empty buffer with room for at least `min` bytes, or `None` (then one is allocated).
+    fn take(&mut self, min: usize) -> Option<Vec<u8>>;
+
+    /// The [`Bytes`] an owned payload is queued as. By default they own the vector and free
+    /// it when dropped; a driver that keeps buffers wraps it (`Bytes::from_owner`) so that the
+    /// vector comes back to it once written.
+    fn queue(&mut self, payload: Vec<u8>) -> Bytes {
+        Bytes::from(payload)
+    }
 }
 
 impl fmt::Debug for Link<'_> {
@@ -383,6 +417,7 @@ impl<'a> Link<'a> {
             compress: None,
             bound: usize::MAX,
             scratch: None,
+            buffers: None,
         }
     }
 }
@@ -623,7 +658,11 @@ impl Sender {
             mask,
             ..Header::new(op, payload.len() as u64)
         });
-        link.out.push(Bytes::from(payload));
+        let payload = match link.buffers.as_deref_mut() {
+            Some(b) => b.queue(payload),
+            None => Bytes::from(payload),
+        };
+        link.out.push(payload);
         Ok(())
     }
 

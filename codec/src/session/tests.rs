@@ -434,3 +434,76 @@ fn a_misbehaving_inflate_cannot_smuggle_invalid_text_into_a_str() {
     let got = drive(&mut rx, &wire, &[], Some(&mut Vandal));
     assert_eq!(got, [Got::Error(Error::InvalidUtf8)]);
 }
+
+/// A pool of one buffer that records what it was asked for.
+struct OneBuffer {
+    spare: Option<Vec<u8>>,
+    asked: Vec<usize>,
+    queued: usize,
+}
+
+impl Buffers for OneBuffer {
+    fn take(&mut self, min: usize) -> Option<Vec<u8>> {
+        self.asked.push(min);
+        self.spare.take_if(|b| b.capacity() >= min)
+    }
+
+    fn queue(&mut self, payload: Vec<u8>) -> bytes::Bytes {
+        self.queued += 1;
+        bytes::Bytes::from(payload)
+    }
+}
+
+#[test]
+fn an_assembly_reuses_a_driver_buffer_and_owned_payloads_go_through_it() {
+    let mut wire = Vec::new();
+    client_frames(&mut wire, false, &[5u8; 3000], &[1000, 1000, 1000]);
+    let mut spare = Vec::with_capacity(1 << 20);
+    spare.extend_from_slice(b"old bytes");
+    let spare_at = spare.as_ptr();
+    let mut pool = OneBuffer {
+        spare: Some(spare),
+        asked: Vec::new(),
+        queued: 0,
+    };
+    let mut rx = server();
+    let (mut scratch, mut pending) = (Vec::new(), wire.clone());
+    let mut assembled = None;
+    while assembled.is_none() {
+        let got = rx
+            .receive_with(&mut pending, &mut scratch, None, Some(&mut pool))
+            .unwrap();
+        let used = got.consumed;
+        if let Some(Incoming::Assembled(m)) = got.event {
+            assembled = Some(m);
+        }
+        pending.drain(..used);
+    }
+    let m = assembled.unwrap();
+    // Asked once, at the first piece (a whole frame: a header declares only its own frame).
+    assert_eq!(pool.asked, [1000]);
+    assert_eq!(m.as_bytes(), &[5u8; 3000][..], "the old bytes are gone");
+    let data = m.into_bytes();
+    assert_eq!(data.as_ptr(), spare_at, "assembled in the driver's buffer");
+    // A message without a pool allocates as before.
+    let (mut rx, mut pending) = (server(), wire);
+    let mut got = Vec::new();
+    while got.is_empty() {
+        let r = rx.receive(&mut pending, &mut scratch, None).unwrap();
+        let used = r.consumed;
+        if let Some(Incoming::Assembled(m)) = r.event {
+            got = m.into_bytes();
+        }
+        pending.drain(..used);
+    }
+    assert_eq!(got.len(), 3000);
+    // The sender queues an owned payload through the pool's `queue`.
+    let mut out = Outgoing::new();
+    let mut tx = Sender::new(Role::Server);
+    let mut link = Link::new(&mut out);
+    link.buffers = Some(&mut pool);
+    tx.send_owned(&mut link, OwnedMessage::binary(data))
+        .unwrap();
+    assert_eq!(pool.queued, 1);
+    assert_eq!(out.queued(), 4 + 3000);
+}

@@ -140,7 +140,11 @@ pub(super) fn decode_frames<H: Handler>(
             id,
         });
         let inflate = inflater.as_mut().map(|i| i as &mut dyn Inflate);
-        let got = match conn.rx.receive(&mut buf[used..], scratch, inflate) {
+        let mut buffers = crate::recycle::Handle(&io.buffers);
+        let got = match conn
+            .rx
+            .receive_with(&mut buf[used..], scratch, inflate, Some(&mut buffers))
+        {
             Ok(got) if got.needs_more() => return used,
             Ok(got) => got,
             Err(e) => {

@@ -50,6 +50,7 @@ use crate::handler::JoinError;
 use crate::handler::{Handler, SendStatus, WebSocket};
 use crate::hub::{Hub, Inbox, Refusal, RoomKey, WorkerStats};
 use crate::id::{ConnId, EPOCH_MASK};
+use crate::recycle;
 use crate::ring::{Op, SendQueue};
 use crate::timer::{TimerKind, Wheel};
 use sockeye_client::{ClientHandshake, OsMaskKeys, Reply};
@@ -142,6 +143,7 @@ impl<H: Handler> Worker<H> {
                 deflate,
                 request: Vec::new(),
                 send_bound,
+                buffers: Default::default(),
             },
             handler,
             slab: Slab {
@@ -602,6 +604,7 @@ impl<H: Handler> Worker<H> {
             }
         }
         self.io.deflate.after_tick();
+        self.io.buffers.age();
         let mut fired = Vec::new();
         self.io.time.timers.advance(&mut fired);
         self.io.time.now = TICK * self.io.time.timers.now();

@@ -27,6 +27,8 @@ pub(crate) struct Io {
     pub(super) request: Vec<u8>,
     /// The hard bound on a connection's queued output (`Config::send_queue_bound`).
     pub(super) send_bound: usize,
+    /// Large buffers reused for assembly and owned payloads.
+    pub(super) buffers: Arc<recycle::Pool>,
 }
 
 /// A worker's time: one wheel for every connection's deadlines.
@@ -157,6 +159,7 @@ impl Io {
             false => None,
         };
         let bound = self.send_bound;
+        let mut buffers = recycle::Handle(&self.buffers);
         match deflate.as_deref_mut() {
             Some(c) if compress => {
                 let mut scratch = self.deflate.take_out_scratch();
@@ -173,6 +176,7 @@ impl Io {
                         compress: Some(&mut engines),
                         bound,
                         scratch: Some(&mut scratch),
+                        buffers: Some(&mut buffers),
                     },
                 );
                 self.deflate.put_out_scratch(scratch);
@@ -186,6 +190,7 @@ impl Io {
                     compress: None,
                     bound,
                     scratch: None,
+                    buffers: Some(&mut buffers),
                 },
             ),
         }

@@ -2,9 +2,9 @@
 //! machine where wall-clock time is not:
 //!
 //! ```text
-//! cargo build --release -p sockeye-benches --example profile_decode
+//! cargo build --profile profiling -p sockeye-benches --example profile_decode
 //! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
-//!     target/release/examples/profile_decode 16 10000 20
+//!     target/profiling/examples/profile_decode 16 10000 20
 //! callgrind_annotate /tmp/cg.out | head -30
 //! ```
 //!

@@ -11,7 +11,10 @@
 //!
 //! Readiness is edge-triggered: each descriptor's last known readiness is cached (`readable`,
 //! `writable`), cleared only by `EAGAIN` (or a short read, which on a stream socket means the
-//! kernel had no more), and set again by an event. A send that meets `EAGAIN` stays in flight
+//! kernel had no more), and set again by an event. Once an event said the peer's end closed
+//! (or the socket failed), a short read no longer clears it: the end of the stream (or the
+//! error) that came with the last bytes raises no further edge, so reads go on until they
+//! return it. A send that meets `EAGAIN` stays in flight
 //! until the socket is writable; then it completes with 0 bytes and the worker submits it again.
 //!
 //! # Descriptors
@@ -173,6 +176,8 @@ struct Entry {
     connecting: bool,
     /// In `Poller::listed`.
     listed: bool,
+    /// An event said the read side is closed or the socket failed.
+    closed: bool,
 }
 
 /// The listener or the eventfd.
@@ -254,6 +259,7 @@ impl Poller {
                 send_waiting: false,
                 connecting: false,
                 listed: false,
+                closed: false,
             });
         }
         Ok(self.entries[slot].as_mut().expect("just made"))
@@ -488,6 +494,7 @@ impl Poller {
                     {
                         e.readable |= readable;
                         e.writable |= writable;
+                        e.closed |= ev.is_read_closed() || ev.is_error();
                         Self::list(&mut self.listed, &mut e.listed, token);
                     }
                 }
@@ -642,8 +649,9 @@ impl Poller {
             // receive is armed on it (module docs).
             let n = unsafe { libc::recv(e.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n > 0 {
-                if n as usize == buf.len() {
-                    // Maybe more: read again next turn, after the others.
+                if n as usize == buf.len() || e.closed {
+                    // Maybe more, or the end that came with these bytes: read again next
+                    // turn, after the others.
                     Self::list(&mut self.listed, &mut e.listed, data as usize);
                 } else {
                     e.readable = false;
@@ -717,6 +725,26 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].result(), got[0].more()), (0, false));
         assert!(p.entries[7].is_none(), "no request left: the entry is gone");
+    }
+
+    #[test]
+    fn bytes_and_the_end_that_came_together_are_both_received() {
+        let bufs = Bufs::new(4, 4096);
+        let mut p = Poller::new(bufs.clone()).unwrap();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        p.recv_multi(ours.as_fd(), 3).unwrap();
+        assert!(turn(&mut p).is_empty(), "nothing to read yet");
+        // One edge for both: the read that takes the bytes is short, and no event follows.
+        theirs.write_all(b"bye").unwrap();
+        theirs.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = turn(&mut p);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].result(), got[0].more()), (3, true));
+        bufs.recycle(Bufs::take(&mut got[0]).expect("a buffer"));
+        let got = turn(&mut p);
+        assert_eq!(got.len(), 1, "the end of the stream is received too");
+        assert_eq!((got[0].result(), got[0].more()), (0, false));
     }
 
     #[test]

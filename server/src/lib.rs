@@ -46,7 +46,6 @@ mod http;
 mod hub;
 mod id;
 mod poll;
-mod recycle;
 mod ring;
 mod timer;
 mod worker;

@@ -11,8 +11,8 @@ use futures_sink::Sink;
 use sockeye_client::{CloseError, OsMaskKeys};
 use sockeye_codec::deflate::{Agreement, DeflateConfig, PerMessageDeflate, Pool};
 use sockeye_codec::session::{
-    Deflate, Deflating, Ended, Incoming, Message as Lent, OwnedMessage, Prepared, SendError,
-    Session, Timeouts,
+    BufferPool, Deflate, Deflating, Ended, Incoming, Message as Lent, OwnedMessage, Prepared,
+    SendError, Session, Timeouts,
 };
 use sockeye_codec::{CloseCode, DataKind, Role};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -26,6 +26,8 @@ const SMALL_BUFFER: usize = 4 << 10;
 const FIRST_READ: usize = 1024;
 /// Its size once a read filled it: one read takes up to this much.
 const READ_BUFFER: usize = 64 << 10;
+/// Large buffers a connection keeps while large messages flow (see [`BufferPool`]).
+const POOLED_BUFFERS: usize = 3;
 /// Most buffers one vectored write takes.
 const MAX_IOV: usize = 64;
 
@@ -124,6 +126,8 @@ pub struct WebSocketStream<S> {
     answers: bool,
     /// Bytes the last read brought.
     last_read: usize,
+    /// The session holds a [`BufferPool`] (while reads are large).
+    pooled: bool,
     close_timeout: Duration,
     /// While finishing: when to stop waiting for the last frames to be written.
     finish_by: Instant,
@@ -196,6 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             write_closed: false,
             answers: false,
             last_read: 0,
+            pooled: false,
             close_timeout: config.close_timeout,
             finish_by: Instant::now(),
         }
@@ -425,6 +430,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                     self.rx = Vec::new();
                     self.start = 0;
                     self.end = 0;
+                    if self.pooled {
+                        self.session.set_buffers(None);
+                        self.pooled = false;
+                    }
                 }
                 return Poll::Pending;
             }
@@ -435,6 +444,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         if n == room && self.rx.len() < READ_BUFFER {
             // A read that filled the buffer: more is waiting, take it in larger reads.
             self.rx.resize(READ_BUFFER, 0);
+        }
+        if n == READ_BUFFER && !self.pooled {
+            // Large messages are coming: assemble them in buffers that come back from the
+            // payloads written (a message echoed or forwarded), instead of freeing and
+            // faulting in a megabyte per message. Three: one assembling, two being written.
+            self.session
+                .set_buffers(Some(Box::new(BufferPool::new(POOLED_BUFFERS))));
+            self.pooled = true;
         }
         Poll::Ready(Ok(n))
     }

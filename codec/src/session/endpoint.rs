@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::{
-    Clock, Compress, Due, Fragment, Incoming, Inflate, Link, MaskKeys, Message, Outgoing,
+    Buffers, Clock, Compress, Due, Fragment, Incoming, Inflate, Link, MaskKeys, Message, Outgoing,
     OwnedMessage, Prepared, Received, Receiver, SendError, Sender, Timeouts,
 };
 use crate::close::CloseCode;
@@ -98,6 +98,8 @@ pub struct Session {
     bound: usize,
     keys: Option<Box<dyn MaskKeys + Send>>,
     scratch: Vec<u8>,
+    /// Large buffers lent to assembly and taken back from written payloads.
+    buffers: Option<Box<dyn Buffers + Send>>,
     /// Our close: its code and reason, while the peer's has not come.
     ours: Option<(Option<CloseCode>, String)>,
     ended: Option<Ended>,
@@ -129,6 +131,7 @@ impl Session {
             bound: usize::MAX,
             keys: None,
             scratch: Vec::new(),
+            buffers: None,
             ours: None,
             ended: None,
         }
@@ -137,6 +140,14 @@ impl Session {
     /// The source of masking keys (the client role).
     pub fn set_keys(&mut self, keys: Box<dyn MaskKeys + Send>) {
         self.keys = Some(keys);
+    }
+
+    /// Large buffers for this session to assemble messages in and to give owned payloads back
+    /// to once written (see [`Buffers`]; [`BufferPool`](crate::session::BufferPool) is one),
+    /// or `None` to allocate and free them (the default). A driver may change it at any time,
+    /// for example lending a pool only while large messages flow.
+    pub fn set_buffers(&mut self, buffers: Option<Box<dyn Buffers + Send>>) {
+        self.buffers = buffers;
     }
 
     /// The hard bound on queued output (see [`Link::bound`]).
@@ -197,7 +208,7 @@ impl Session {
             compress: compress.map(|c| c as &mut dyn Compress),
             bound: self.bound,
             scratch: Some(&mut self.scratch),
-            buffers: None,
+            buffers: self.buffers.as_deref_mut().map(|b| b as &mut dyn Buffers),
         };
         f(&mut self.tx, &mut link)
     }
@@ -218,7 +229,8 @@ impl Session {
         }
         // Answers are control frames, never compressed: only the inflating half is needed.
         let inflate = deflate.map(|d| d as &mut dyn Inflate);
-        let mut got = match self.rx.receive(buf, scratch, inflate) {
+        let buffers = self.buffers.as_deref_mut().map(|b| b as &mut dyn Buffers);
+        let mut got = match self.rx.receive_with(buf, scratch, inflate, buffers) {
             Ok(got) => got,
             Err(e) => {
                 let code = e.close_code();

@@ -69,10 +69,14 @@ use crate::frame::Status;
 
 mod clock;
 mod endpoint;
+#[cfg(feature = "std")]
+mod pool;
 mod send;
 
 pub use clock::{Clock, Due, Timeouts};
 pub use endpoint::{Deflate, Ended, Initiator, Session};
+#[cfg(feature = "std")]
+pub use pool::BufferPool;
 pub use send::{
     Buffers, Compress, Fragment, Link, MaskKeys, Outgoing, Prepared, SendError, Sender,
 };

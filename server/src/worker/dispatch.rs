@@ -140,7 +140,7 @@ pub(super) fn decode_frames<H: Handler>(
             id,
         });
         let inflate = inflater.as_mut().map(|i| i as &mut dyn Inflate);
-        let mut buffers = crate::recycle::Handle(&io.buffers);
+        let mut buffers = &io.buffers;
         let got = match conn
             .rx
             .receive_with(&mut buf[used..], scratch, inflate, Some(&mut buffers))

@@ -37,8 +37,8 @@ use bytes::BytesMut;
 use sockeye_codec::deflate::Agreement;
 use sockeye_codec::handshake::{self, EMPTY_HEADER, HandshakeError, Policy, Request};
 use sockeye_codec::session::{
-    Clock, Due, Incoming, Inflate, Link, Message, Outgoing, OwnedMessage, Prepared, Receiver,
-    SendError, Sender, Timeouts,
+    BufferPool, Clock, Due, Incoming, Inflate, Link, Message, Outgoing, OwnedMessage, Prepared,
+    Receiver, SendError, Sender, Timeouts,
 };
 use sockeye_codec::{Close, CloseCode, Role, Status};
 
@@ -50,7 +50,6 @@ use crate::handler::JoinError;
 use crate::handler::{Handler, SendStatus, WebSocket};
 use crate::hub::{Hub, Inbox, Refusal, RoomKey, WorkerStats};
 use crate::id::{ConnId, EPOCH_MASK};
-use crate::recycle;
 use crate::ring::{Op, SendQueue};
 use crate::timer::{TimerKind, Wheel};
 use sockeye_client::{ClientHandshake, OsMaskKeys, Reply};
@@ -143,7 +142,8 @@ impl<H: Handler> Worker<H> {
                 deflate,
                 request: Vec::new(),
                 send_bound,
-                buffers: Default::default(),
+                // At most 64 large buffers (64 KiB to 16 MiB), freed after an unused tick.
+                buffers: BufferPool::new(64),
             },
             handler,
             slab: Slab {

@@ -28,7 +28,7 @@ pub(crate) struct Io {
     /// The hard bound on a connection's queued output (`Config::send_queue_bound`).
     pub(super) send_bound: usize,
     /// Large buffers reused for assembly and owned payloads.
-    pub(super) buffers: Arc<recycle::Pool>,
+    pub(super) buffers: BufferPool,
 }
 
 /// A worker's time: one wheel for every connection's deadlines.
@@ -159,7 +159,7 @@ impl Io {
             false => None,
         };
         let bound = self.send_bound;
-        let mut buffers = recycle::Handle(&self.buffers);
+        let mut buffers = &self.buffers;
         match deflate.as_deref_mut() {
             Some(c) if compress => {
                 let mut scratch = self.deflate.take_out_scratch();

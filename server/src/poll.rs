@@ -701,14 +701,21 @@ mod tests {
         out
     }
 
-    #[test]
-    fn a_receive_completes_per_read_and_ends_at_eof() {
+    /// A poller with a receive armed (user data `data`) on our end of a socket pair that has
+    /// nothing to read yet: the poller, its buffers, our end (kept open) and the peer's.
+    fn receiving(data: u64) -> (Poller, Bufs, UnixStream, UnixStream) {
         let bufs = Bufs::new(4, 4096);
         let mut p = Poller::new(bufs.clone()).unwrap();
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (ours, theirs) = UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
-        p.recv_multi(ours.as_fd(), 7).unwrap();
+        p.recv_multi(ours.as_fd(), data).unwrap();
         assert!(turn(&mut p).is_empty(), "nothing to read yet");
+        (p, bufs, ours, theirs)
+    }
+
+    #[test]
+    fn a_receive_completes_per_read_and_ends_at_eof() {
+        let (mut p, bufs, _ours, mut theirs) = receiving(7);
         theirs.write_all(b"hello").unwrap();
         let mut got = turn(&mut p);
         assert_eq!(got.len(), 1);
@@ -729,12 +736,7 @@ mod tests {
 
     #[test]
     fn bytes_and_the_end_that_came_together_are_both_received() {
-        let bufs = Bufs::new(4, 4096);
-        let mut p = Poller::new(bufs.clone()).unwrap();
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
-        ours.set_nonblocking(true).unwrap();
-        p.recv_multi(ours.as_fd(), 3).unwrap();
-        assert!(turn(&mut p).is_empty(), "nothing to read yet");
+        let (mut p, bufs, _ours, mut theirs) = receiving(3);
         // One edge for both: the read that takes the bytes is short, and no event follows.
         theirs.write_all(b"bye").unwrap();
         theirs.shutdown(std::net::Shutdown::Write).unwrap();

@@ -21,7 +21,15 @@ pub async fn accept<S>(io: S, config: &Config) -> Result<WebSocketStream<S>, Err
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(config.handshake_timeout, upgrade(io, config)).await {
+    // Boxed: the handshake's state (its buffers, the timer) is on the heap while it runs and
+    // gone after, instead of a part of the caller's future (and so of the task that holds
+    // the connection) for as long as the connection lives: 536 B per idle connection.
+    match Box::pin(tokio::time::timeout(
+        config.handshake_timeout,
+        upgrade(io, config),
+    ))
+    .await
+    {
         Ok(r) => r,
         Err(_) => Err(Error::Timeout("handshake")),
     }
@@ -32,7 +40,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = Vec::with_capacity(1024);
-    loop {
+    let (status, reason) = loop {
         let limit = (config.max_request + 1).saturating_sub(buf.len()) as u64;
         if (&mut io).take(limit).read_buf(&mut buf).await? == 0 {
             return Err(Error::Io(io::Error::new(
@@ -40,38 +48,73 @@ where
                 "the client closed the connection during the handshake",
             )));
         }
-        let mut headers = [EMPTY_HEADER; 64];
-        let (status, reason) = match Request::parse(&buf, &mut headers) {
-            Ok(Status::Partial { .. }) if buf.len() > config.max_request => {
-                (431, "request too large".to_owned())
+        match judge(&buf, config) {
+            Verdict::Partial => continue,
+            Verdict::Refuse(status, reason) => break (status, reason),
+            Verdict::Accept {
+                response,
+                negotiated,
+                len,
+            } => {
+                io.write_all(&response).await?;
+                io.flush().await?;
+                return Ok(WebSocketStream::from_parts(
+                    io,
+                    Role::Server,
+                    config,
+                    negotiated,
+                    &buf[len..],
+                ));
             }
-            Ok(Status::Partial { .. }) => continue,
-            Err(HandshakeError::TooManyHeaders) => (431, "too many headers".to_owned()),
-            Err(e) => (e.status(), e.to_string()),
-            Ok(Status::Complete((req, len))) => match decide(&req, config) {
-                Ok((response, negotiated)) => {
-                    io.write_all(&response).await?;
-                    io.flush().await?;
-                    let rest = buf[len..].to_vec();
-                    return Ok(WebSocketStream::from_parts(
-                        io,
-                        Role::Server,
-                        config,
-                        negotiated,
-                        &rest,
-                    ));
-                }
-                Err(refused) => refused,
-            },
-        };
-        let mut response = vec![0u8; 512 + reason.len()];
-        if let Ok(n) = handshake::write_error_response(&mut response, status, &reason) {
-            // The refusal is best effort: the error below says what happened either way.
-            let _ = io.write_all(&response[..n]).await;
-            let _ = io.shutdown().await;
         }
-        return Err(Error::Refused { status, reason });
+    };
+    let mut response = vec![0u8; 512 + reason.len()];
+    if let Ok(n) = handshake::write_error_response(&mut response, status, &reason) {
+        // The refusal is best effort: the error below says what happened either way.
+        let _ = io.write_all(&response[..n]).await;
+        let _ = io.shutdown().await;
     }
+    Err(Error::Refused { status, reason })
+}
+
+/// What the bytes read so far make of the request.
+enum Verdict {
+    /// Not all of it has come.
+    Partial,
+    /// Accepted: the 101 to send, what it agreed to, and the request's length in bytes.
+    Accept {
+        response: Vec<u8>,
+        negotiated: Negotiated,
+        len: usize,
+    },
+    /// Refused with this status and reason.
+    Refuse(u16, String),
+}
+
+/// Parses and decides without awaiting, so the parser's header array (2 KiB) is not part of
+/// the connection's future: a task's future is as large as its largest state, and the task
+/// holds that size for as long as the connection lives.
+fn judge(buf: &[u8], config: &Config) -> Verdict {
+    let mut headers = [EMPTY_HEADER; 64];
+    let (status, reason) = match Request::parse(buf, &mut headers) {
+        Ok(Status::Partial { .. }) if buf.len() > config.max_request => {
+            (431, "request too large".to_owned())
+        }
+        Ok(Status::Partial { .. }) => return Verdict::Partial,
+        Err(HandshakeError::TooManyHeaders) => (431, "too many headers".to_owned()),
+        Err(e) => (e.status(), e.to_string()),
+        Ok(Status::Complete((req, len))) => match decide(&req, config) {
+            Ok((response, negotiated)) => {
+                return Verdict::Accept {
+                    response,
+                    negotiated,
+                    len,
+                };
+            }
+            Err(refused) => refused,
+        },
+    };
+    Verdict::Refuse(status, reason)
 }
 
 /// The policy's verdict on `req`: the 101 response and what it agreed to, or the refusal.

@@ -533,3 +533,57 @@ async fn closing_on_a_peer_that_reads_nothing_ends_within_the_close_timeouts() {
     );
     drop(tcp);
 }
+
+#[tokio::test]
+async fn a_quiet_connection_holds_no_buffers_in_either_role() {
+    let (l, url) = listener().await;
+    // The server echoes two messages, then waits for a third that does not come.
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = sockeye_tokio::accept(tcp, &Config::new()).await.unwrap();
+        for _ in 0..2 {
+            let m = timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap();
+            ws.send(m).await.unwrap();
+        }
+        // Large buffers stay for a pause between messages (100 ms), then go.
+        assert!(
+            timeout(Duration::from_millis(300), ws.next())
+                .await
+                .is_err()
+        );
+        let held = ws.buffers_held();
+        (ws, held)
+    });
+    let mut ws = sockeye_tokio::connect(&url, &DialOptions::new())
+        .await
+        .unwrap();
+    let large = vec![7u8; 1 << 20];
+    for m in [Message::Text("hi".into()), Message::Binary(large)] {
+        ws.send(m.clone()).await.unwrap();
+        assert_eq!(
+            timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap(),
+            m
+        );
+    }
+    let (mut server_ws, server_held) = server.await.unwrap();
+    assert_eq!(
+        server_held, 0,
+        "the server's stream, quiet after a 1 MiB echo"
+    );
+    // The client's read side has not yet found the connection quiet: one read that waits.
+    assert!(ws.buffers_held() > 0);
+    assert!(
+        timeout(Duration::from_millis(300), ws.next())
+            .await
+            .is_err()
+    );
+    assert_eq!(ws.buffers_held(), 0, "the client's stream, quiet");
+    // And both work on afterwards.
+    ws.send(Message::Text("again".into())).await.unwrap();
+    let m = timeout(LIMIT, server_ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m, Message::Text("again".into()));
+}

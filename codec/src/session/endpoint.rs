@@ -178,6 +178,13 @@ impl Session {
         self.out.queued()
     }
 
+    /// Heap bytes the session's buffers hold: the message being assembled, the output queue
+    /// and the inflate scratch buffer (what an idle connection should bring to 0).
+    #[must_use]
+    pub fn held(&self) -> usize {
+        self.rx.buffered() + self.out.held() + self.scratch.capacity()
+    }
+
     /// Frames to write, in order (seal, write [`Outgoing::chunks`], [`Outgoing::advance`]).
     pub fn outgoing(&mut self) -> &mut Outgoing {
         &mut self.out

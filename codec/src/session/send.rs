@@ -175,6 +175,31 @@ impl Outgoing {
         }
     }
 
+    /// Frees the queue's buffers if nothing is queued, so a connection gone quiet holds none
+    /// (the staging buffer keeps its capacity between turns otherwise); the next frame
+    /// allocates again. Returns whether the queue is empty (and so holds nothing now).
+    ///
+    /// ```
+    /// use sockeye_codec::session::Outgoing;
+    ///
+    /// let mut out = Outgoing::new();
+    /// out.stage().extend_from_slice(b"\x81\x02hi");
+    /// out.seal();
+    /// assert!(!out.release());
+    /// out.advance(4);
+    /// assert!(out.release());
+    /// assert_eq!(out.held(), 0);
+    /// ```
+    pub fn release(&mut self) -> bool {
+        if self.queued() != 0 {
+            return false;
+        }
+        self.staged = BytesMut::new();
+        self.frames = VecDeque::new();
+        self.head_offset = 0;
+        true
+    }
+
     /// Forgets everything queued (the connection is gone).
     pub fn clear(&mut self) {
         self.staged.clear();

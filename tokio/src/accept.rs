@@ -23,7 +23,7 @@ where
 {
     // Boxed: the handshake's state (its buffers, the timer) is on the heap while it runs and
     // gone after, instead of a part of the caller's future (and so of the task that holds
-    // the connection) for as long as the connection lives: 536 B per idle connection.
+    // the connection) for as long as the connection lives (that future was 536 B).
     match Box::pin(tokio::time::timeout(
         config.handshake_timeout,
         upgrade(io, config),

@@ -292,6 +292,33 @@ impl Decoder {
         }
     }
 
+    /// Payload bytes of the data frame in progress that may be decoded from a buffer of the
+    /// caller's choosing: the frame's header and every payload byte received so far were
+    /// consumed, so the next call may pass a buffer that holds only the next payload bytes
+    /// (a driver reads a large frame's payload straight into the message it assembles). 0
+    /// otherwise (between frames, in a control frame, or with unconsumed bytes of the frame).
+    #[must_use]
+    pub const fn payload_in_place(&self) -> u64 {
+        let f = &self.frame;
+        if self.in_frame && !f.opcode.is_control() && f.header_left == 0 && f.ready == 0 {
+            f.remaining
+        } else {
+            0
+        }
+    }
+
+    /// Whether the data message in progress is compressed (RSV1 on its first frame).
+    #[must_use]
+    pub const fn message_compressed(&self) -> bool {
+        matches!(
+            self.message,
+            Some(InMessage {
+                compressed: true,
+                ..
+            })
+        )
+    }
+
     /// The UTF-8 validator, for the session's receiver to check inflated text with while a
     /// compressed message is in progress (the decoder itself checks only uncompressed text, so
     /// it does not touch the validator during such a message).

@@ -1,7 +1,8 @@
 //! The session's receiver on arbitrary bytes, both roles, whole or streamed (switched at
 //! arbitrary points), with and without compression, fed in pieces.
 //!
-//! Input: byte 0 picks the role, compression, a small message limit and the starting mode;
+//! Input: byte 0 picks the role, compression, a small message limit, the starting mode and
+//! whether large frames are read straight into the receiver's room (as the tokio stream does);
 //! byte 1 gives a split step; byte 2 a mode-switch period; the rest is the wire. Oracles: no
 //! panic; `consumed` within the buffer; every `&str` handed out is valid UTF-8 (checked
 //! again here); an assembled text message is valid UTF-8; the assembly never holds more than
@@ -40,6 +41,27 @@ fuzz_target!(|data: &[u8]| {
     let mut fed = 0;
     while fed < wire.len() {
         let end = (fed + step).min(wire.len());
+        while flags & 16 != 0 && buf.is_empty() && fed < end {
+            let Some(room) = rx.room(None) else { break };
+            let n = room.len().min(end - fed);
+            for (d, s) in room.iter_mut().zip(&wire[fed..fed + n]) {
+                d.write(*s);
+            }
+            fed += n;
+            // SAFETY: the room's first `n` bytes were written just above.
+            match unsafe { rx.received_in_room(n) } {
+                Ok(Some(m)) => {
+                    assert!(chunk_kind.is_none());
+                    assert!(m.len() as u64 <= limit);
+                    if m.is_text() {
+                        assert!(std::str::from_utf8(m.as_bytes()).is_ok());
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => return,
+            }
+            assert!(rx.buffered() as u64 <= 2 * limit + 64, "assembly {}", rx.buffered());
+        }
         buf.extend_from_slice(&wire[fed..end]);
         fed = end;
         loop {

@@ -464,15 +464,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             // A read that filled the buffer: more is waiting, take it in larger reads.
             self.rx.resize(READ_BUFFER, 0);
         }
-        if n == READ_BUFFER && !self.pooled {
-            // Large messages are coming: assemble them in buffers that come back from the
-            // payloads written (a message echoed or forwarded), instead of freeing and
-            // faulting in a megabyte per message. Three: one assembling, two being written.
+        if n == READ_BUFFER {
+            self.pool_buffers();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Large messages are coming: assemble them in buffers that come back from the payloads
+    /// written (a message echoed or forwarded), instead of freeing and faulting in a megabyte
+    /// per message. Three: one assembling, two being written.
+    fn pool_buffers(&mut self) {
+        if !self.pooled {
             self.session
                 .set_buffers(Some(Box::new(BufferPool::new(POOLED_BUFFERS))));
             self.pooled = true;
         }
-        Poll::Ready(Ok(n))
     }
 
     /// Frees the receive buffer, the output queue's buffers (if all is written; else
@@ -612,6 +618,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             if self.state != ReadState::Open {
                 continue;
             }
+            if self.start == self.end && self.session.room().is_some() {
+                // The rest of a large frame: read it straight into the message.
+                match self.poll_room(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(Some(m))) => return Poll::Ready(Some(Ok(Got::Message(m)))),
+                    Poll::Ready(Ok(None)) => {}
+                    Poll::Ready(Err(e)) => self.finish(Some(e)),
+                }
+                continue;
+            }
             let quiet = self.quiet_by;
             match self.poll_fill(cx) {
                 Poll::Pending => {
@@ -624,27 +640,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                     }
                     return Poll::Pending;
                 }
-                Poll::Ready(Ok(0)) => {
-                    let by_us = self.session.sender().close_sent();
-                    self.session.transport_ended();
-                    let failure = match by_us {
-                        // Our close is out and the peer hung up: done, if not cleanly.
-                        true => None,
-                        false => Some(Error::Closed(CloseError::abnormal(
-                            "the connection closed without a close frame",
-                        ))),
-                    };
-                    self.write_closed = true;
-                    self.finish(failure);
-                }
+                Poll::Ready(Ok(0)) => self.read_ended(),
                 Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => {
-                    self.session.transport_ended();
-                    self.write_closed = true;
-                    self.finish(Some(Error::Io(e)));
+                Poll::Ready(Err(e)) => self.read_failed(e),
+            }
+        }
+    }
+
+    /// Reads into the session's room (the rest of a large frame, in the message being
+    /// assembled): the message if that completed it.
+    #[allow(unsafe_code)]
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
+        let Some(room) = self.session.room() else {
+            return Poll::Ready(Ok(None));
+        };
+        let mut buf = ReadBuf::uninit(room);
+        let read = ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf));
+        let n = buf.filled().len();
+        let now = self.now();
+        // SAFETY: `ReadBuf` keeps its filled part initialized (a reader can mark bytes filled
+        // only by writing them, or through its own unsafe calls), and it began at the room's
+        // first byte; nothing else touched the session since `room`.
+        let got = unsafe { self.session.received_in_room(n, now) };
+        match read {
+            Err(e) => self.read_failed(e),
+            Ok(()) if n == 0 => self.read_ended(),
+            Ok(()) => {
+                // Whatever its size, a read into a large frame counts as a large read: the
+                // last, short one of a message must not free the buffers between messages.
+                self.last_read = n.max(READ_BUFFER);
+                self.quiet_by = None;
+                if n >= READ_BUFFER {
+                    self.pool_buffers();
                 }
             }
         }
+        Poll::Ready(match got {
+            Ok(m) => Ok(m.map(owned_message)),
+            Err(e) => Err(Error::Protocol(e)),
+        })
+    }
+
+    /// The transport's read side ended: cleanly if our close was out, else 1006.
+    fn read_ended(&mut self) {
+        let by_us = self.session.sender().close_sent();
+        self.session.transport_ended();
+        let failure = match by_us {
+            // Our close is out and the peer hung up: done, if not cleanly.
+            true => None,
+            false => Some(Error::Closed(CloseError::abnormal(
+                "the connection closed without a close frame",
+            ))),
+        };
+        self.write_closed = true;
+        self.finish(failure);
+    }
+
+    /// Reading failed: the connection is over.
+    fn read_failed(&mut self, e: io::Error) {
+        self.session.transport_ended();
+        self.write_closed = true;
+        self.finish(Some(Error::Io(e)));
     }
 
     /// Decodes what the receive buffer holds: `None` when it needs more bytes, `Some(Ok(None))`
@@ -683,11 +739,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             Some(Incoming::Message(Lent::Binary(b))) => {
                 Some(Got::Message(Message::Binary(b.into())))
             }
-            Some(Incoming::Assembled(m)) => Some(Got::Message(match m.is_text() {
-                // A text message's bytes are valid UTF-8: `into_text` is `Some` for it.
-                true => Message::Text(m.into_text().unwrap_or_default()),
-                false => Message::Binary(m.into_bytes()),
-            })),
+            Some(Incoming::Assembled(m)) => Some(Got::Message(owned_message(m))),
             Some(Incoming::Chunk(c)) => {
                 // The piece is in the receive buffer (in place) or inflated into the scratch
                 // buffer, which may have moved as it grew: its address is kept and turned
@@ -759,6 +811,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 Some(Err(e)) => return Poll::Ready(Err(e)),
             }
         }
+    }
+}
+
+/// An assembled message as the stream hands it out.
+fn owned_message(m: OwnedMessage) -> Message {
+    match m.is_text() {
+        // A text message's bytes are valid UTF-8: `into_text` is `Some` for it.
+        true => Message::Text(m.into_text().unwrap_or_default()),
+        false => Message::Binary(m.into_bytes()),
     }
 }
 

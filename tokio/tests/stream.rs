@@ -587,3 +587,80 @@ async fn a_quiet_connection_holds_no_buffers_in_either_role() {
         .unwrap();
     assert_eq!(m, Message::Text("again".into()));
 }
+
+/// A masked frame as a client sends it (mask key 0: the payload as it is).
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode, 0x80 | 127];
+    f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(payload);
+    f
+}
+
+#[tokio::test]
+async fn a_large_frame_read_in_place_is_checked_and_cut_off_cleanly() {
+    // Large frames are read straight into the message (not through the receive buffer): sent
+    // in pieces with pauses, a 1 MiB text message arrives whole; invalid UTF-8 half-way through
+    // the next fails the connection with 1007 before the frame ends; a peer that hangs up
+    // inside a large frame is 1006.
+    let (l, url) = listener().await;
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/chat")
+        .to_owned();
+    let server = tokio::spawn(async move {
+        let mut results = Vec::new();
+        for _ in 0..2 {
+            let (tcp, _) = l.accept().await.unwrap();
+            let mut ws = sockeye_tokio::accept(tcp, &Config::new()).await.unwrap();
+            let mut got = Vec::new();
+            while let Some(m) = ws.next().await {
+                got.push(m.map(|m| (m.kind(), m.into_bytes().len())));
+            }
+            results.push(got);
+        }
+        results
+    });
+    let text = "añb€c😀".repeat(1 << 16); // 768 KiB, characters of 1 to 4 bytes
+    let mut bad = vec![b'a'; 1 << 20];
+    bad[700_000] = 0xff;
+    let mut wire = client_frame(0x1, text.as_bytes());
+    wire.extend(client_frame(0x1, &bad));
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(UPGRADE).await.unwrap();
+    for piece in wire.chunks(100_003) {
+        if tcp.write_all(piece).await.is_err() {
+            break; // the server failed the connection: the rest is not read
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut seen = Vec::new();
+    let _ = timeout(LIMIT, tcp.read_to_end(&mut seen)).await.unwrap();
+    assert!(
+        seen.ends_with(&[0x88, 0x02, 0x03, 0xef]),
+        "a close with 1007 last: {:x?}",
+        &seen[seen.len().saturating_sub(4)..]
+    );
+    // The second connection hangs up 300 KB into a 1 MiB frame.
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(UPGRADE).await.unwrap();
+    tcp.write_all(&client_frame(0x2, &vec![1; 1 << 20])[..300_000])
+        .await
+        .unwrap();
+    tcp.shutdown().await.unwrap(); // a FIN (an RST would be an I/O error instead)
+    let mut response = Vec::new();
+    let _ = timeout(LIMIT, tcp.read_to_end(&mut response))
+        .await
+        .unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 101"));
+    let results = timeout(LIMIT, server).await.unwrap().unwrap();
+    let first = &results[0];
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(first[0].as_ref().ok(), Some(&(DataKind::Text, text.len())));
+    let e = first[1].as_ref().unwrap_err();
+    assert_eq!(e.close_code(), Some(CloseCode::INVALID_PAYLOAD), "{e}");
+    let second = &results[1];
+    assert_eq!(second.len(), 1, "{second:?}");
+    let e = second[0].as_ref().unwrap_err();
+    assert_eq!(e.close_code(), Some(CloseCode::ABNORMAL), "{e}");
+}

@@ -7,6 +7,7 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 use core::time::Duration;
 
 use super::{
@@ -239,17 +240,7 @@ impl Session {
         let buffers = self.buffers.as_deref_mut().map(|b| b as &mut dyn Buffers);
         let mut got = match self.rx.receive_with(buf, scratch, inflate, buffers) {
             Ok(got) => got,
-            Err(e) => {
-                let code = e.close_code();
-                if self
-                    .command(None, |tx, link| tx.close(link, Some(code), ""))
-                    .unwrap_or(false)
-                {
-                    self.ours = Some((Some(code), String::new()));
-                    self.clock.closing(now);
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(self.fail(e, now)),
         };
         let Some(event) = &got.event else {
             return Ok(got);
@@ -270,6 +261,52 @@ impl Session {
             }
         }
         Ok(got)
+    }
+
+    /// Room to read the rest of a large frame's payload into, in the message being assembled
+    /// (see [`Receiver::room`]; assembled in a buffer from [`Session::set_buffers`]' pool when
+    /// one has room). Ask only when every byte received was passed to [`Session::receive`] and
+    /// consumed, and report what was read with [`Session::received_in_room`].
+    pub fn room(&mut self) -> Option<&mut [MaybeUninit<u8>]> {
+        let buffers = self.buffers.as_deref_mut().map(|b| b as &mut dyn Buffers);
+        self.rx.room(buffers)
+    }
+
+    /// Takes `n` bytes read into the [`Session::room`] (see [`Receiver::received_in_room`]):
+    /// the message once its last byte came, which [`Session::receive`] would have delivered as
+    /// [`Incoming::Assembled`] (dropped after our close, as there). A protocol error (invalid
+    /// UTF-8) fails the connection as in `receive`.
+    ///
+    /// # Safety
+    /// As for [`Receiver::received_in_room`]: the room's first `n` bytes were initialized.
+    #[allow(unsafe_code)]
+    pub unsafe fn received_in_room(
+        &mut self,
+        n: usize,
+        now: Duration,
+    ) -> Result<Option<OwnedMessage>, Error> {
+        if n > 0 {
+            self.clock.received(now);
+        }
+        // SAFETY: forwarded to the caller.
+        match unsafe { self.rx.received_in_room(n) } {
+            Ok(msg) => Ok(msg.filter(|_| !self.tx.close_sent())),
+            Err(e) => Err(self.fail(e, now)),
+        }
+    }
+
+    /// Fails the connection after a protocol error: our close frame with its code is queued
+    /// (unless one went out already).
+    fn fail(&mut self, e: Error, now: Duration) -> Error {
+        let code = e.close_code();
+        if self
+            .command(None, |tx, link| tx.close(link, Some(code), ""))
+            .unwrap_or(false)
+        {
+            self.ours = Some((Some(code), String::new()));
+            self.clock.closing(now);
+        }
+        e
     }
 
     /// Queues a whole message (see [`Sender::send`]).

@@ -61,6 +61,7 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 
 use crate::close::Close;
 use crate::decoder::{Config, Data, DataKind, Decoder, Event, Role};
@@ -276,7 +277,7 @@ enum InMessage {
 const KEEP_SCRATCH: usize = 1 << 20;
 
 /// The receiving half of a connection's protocol; see the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Receiver {
     decoder: Decoder,
     /// The message being assembled; `None` between messages (boxed: an idle connection pays
@@ -287,6 +288,25 @@ pub struct Receiver {
     streaming: bool,
     /// The data message in progress, and how it is delivered.
     current: Option<InMessage>,
+    /// Bytes of room [`Receiver::room`] lent (0: none): the assembly's spare capacity, which
+    /// [`Receiver::received_in_room`] takes no more of than this. (A `u32` fits in the
+    /// padding after the flags: with a `usize`, an idle tokio stream held 1,858 B instead of
+    /// 1,713 at 10,000 connections.)
+    room: u32,
+}
+
+/// A copy in the same state, except that no room is lent: the room [`Receiver::room`] lent is
+/// the original's memory.
+impl Clone for Receiver {
+    fn clone(&self) -> Self {
+        Receiver {
+            decoder: self.decoder.clone(),
+            assembly: self.assembly.clone(),
+            streaming: self.streaming,
+            current: self.current,
+            room: 0,
+        }
+    }
 }
 
 /// How far ahead of the bytes received the assembly buffer may be reserved, as a multiple of
@@ -298,6 +318,10 @@ const RESERVE_AHEAD: usize = 16;
 /// The least the assembly reserves ahead, whatever has arrived.
 const RESERVE_MIN: usize = 64 << 10;
 
+/// The least rest of a frame [`Receiver::room`] lends room for (below it, reading through the
+/// driver's receive buffer costs no more).
+pub const ROOM_MIN: usize = 16 << 10;
+
 impl Receiver {
     /// A receiver for an endpoint of `role`, with `config`'s limits.
     #[must_use]
@@ -307,6 +331,7 @@ impl Receiver {
             assembly: None,
             streaming: false,
             current: None,
+            room: 0,
         }
     }
 
@@ -357,6 +382,106 @@ impl Receiver {
         self.assembly.as_ref().map_or(0, |a| a.capacity())
     }
 
+    /// Room in the message being assembled for the rest of a large frame's payload, to read
+    /// into straight from the transport instead of through the caller's receive buffer (which
+    /// saves copying each byte once more): `Some` while a message delivered whole and
+    /// uncompressed is in a data frame with at least [`ROOM_MIN`] payload bytes still to come.
+    /// Ask only when every byte received so far was passed to [`Receiver::receive`] and
+    /// consumed; then report what was read into the room's front with
+    /// [`Receiver::received_in_room`].
+    ///
+    /// The room is the assembly buffer's spare capacity (not initialized: a read fills it, as
+    /// with tokio's `ReadBuf::uninit`), at most the rest of the frame. The assembly grows by the
+    /// rule in the [module docs](self): ahead of what arrived by at most 16 times it, at least
+    /// 64 KiB. A call to `receive` gives the room up.
+    pub fn room(
+        &mut self,
+        buffers: Option<&mut (dyn Buffers + '_)>,
+    ) -> Option<&mut [MaybeUninit<u8>]> {
+        self.room = 0;
+        if self.current != Some(InMessage::Whole) || self.decoder.message_compressed() {
+            return None;
+        }
+        let rest = usize::try_from(self.decoder.payload_in_place()).unwrap_or(usize::MAX);
+        if rest < ROOM_MIN {
+            return None;
+        }
+        // Ahead of what arrived by the same rule as `assembly_for`, counting only what did
+        // arrive (the room's bytes have not).
+        let arrived = self.assembly.as_ref().map_or(0, |a| a.len());
+        let want = rest.min(arrived.saturating_mul(RESERVE_AHEAD).max(RESERVE_MIN));
+        if self.assembly.is_none()
+            && let Some(b) = buffers
+            && let Some(mut reused) = b.take(want)
+        {
+            reused.clear();
+            self.assembly = Some(Box::new(reused));
+        }
+        let a = self.assembly.get_or_insert_with(Default::default);
+        // Grown when less than a read's worth is left (a larger room means fewer reads; growing
+        // by little at a time would copy the message over and over).
+        if a.capacity() - a.len() < want.min(RESERVE_MIN) && a.try_reserve_exact(want).is_err() {
+            return None; // read through the receive buffer instead
+        }
+        let spare = a.spare_capacity_mut();
+        let room = spare.len().min(rest).min(u32::MAX as usize);
+        self.room = room as u32; // within u32 (just above)
+        Some(&mut spare[..room])
+    }
+
+    /// Takes the first `n` bytes of the room [`Receiver::room`] lent last as the next payload
+    /// bytes of the frame (unmasking them in place, checking text as UTF-8) and gives the rest
+    /// of the room up: the message once its last byte came. `n` beyond the room counts as the
+    /// room; with no room lent (or `receive` called since), nothing happens. An error is the
+    /// connection's, as from [`Receiver::receive`].
+    ///
+    /// # Safety
+    /// The first `n` bytes of the room (or all of it, if `n` is larger) must have been
+    /// initialized since `room` lent it, e.g. by a read into it (tokio's `ReadBuf` guarantees
+    /// it for its `filled()` bytes).
+    #[allow(unsafe_code)]
+    pub unsafe fn received_in_room(&mut self, n: usize) -> Result<Option<OwnedMessage>, Error> {
+        let room = core::mem::take(&mut self.room);
+        let Some(a) = self.assembly.as_deref_mut() else {
+            return Ok(None);
+        };
+        let n = n.min(room as usize).min(a.capacity() - a.len());
+        if n == 0 {
+            return Ok(None);
+        }
+        let at = a.len();
+        // SAFETY: `at + n` is within the capacity (just above), and the caller guarantees that
+        // the first `n` bytes of the spare capacity lent by `room` were initialized since:
+        // every other path that touches the assembly sets `self.room` to 0 first, and a clone
+        // starts with 0, so this is still the memory `room` lent.
+        unsafe { a.set_len(at + n) };
+        // With the frame's header and earlier bytes consumed, the decoder takes a buffer that
+        // holds only payload: the room's bytes, no more than the rest of the frame, are one
+        // piece of data (the whole rest, or a chunk of it).
+        let piece = match self.decoder.decode_streaming(&mut a[at..])? {
+            Status::Complete(f) if f.wire_len() == n => match f.event {
+                Event::Data(d) => Some((d.message_fin, d.kind == DataKind::Text)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((fin, text)) = piece else {
+            debug_assert!(false, "the room's bytes not taken as one piece of data");
+            a.truncate(at);
+            return Ok(None);
+        };
+        if !fin {
+            return Ok(None);
+        }
+        self.current = None;
+        // The decoder validated the text across all of the message's frames, which all went
+        // into the assembly (through the room or `plain`).
+        Ok(Some(OwnedMessage {
+            text,
+            data: self.take_assembly(),
+        }))
+    }
+
     /// Decodes one frame, or the part of one that has arrived, from the front of `buf`
     /// (unmasking in place). `scratch` receives inflated messages, which are then lent from it;
     /// `inflate` is required once compression was negotiated.
@@ -385,6 +510,7 @@ impl Receiver {
         inflate: Option<&mut (dyn Inflate + '_)>,
         buffers: Option<&mut (dyn Buffers + '_)>,
     ) -> Result<Received<'a>, Error> {
+        self.room = 0;
         let frame = match self.decoder.decode_streaming(buf)? {
             Status::Partial { .. } => {
                 return Ok(Received {

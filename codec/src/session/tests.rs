@@ -507,3 +507,205 @@ fn an_assembly_reuses_a_driver_buffer_and_owned_payloads_go_through_it() {
     assert_eq!(pool.queued, 1);
     assert_eq!(out.queued(), 4 + 3000);
 }
+
+/// [`drive`], but as the tokio stream reads: once every byte received was consumed, the rest
+/// of a large frame goes straight into [`Receiver::room`] (when `use_room` says so for that
+/// cut; otherwise through the buffer, which gives any room lent up).
+#[allow(unsafe_code)]
+fn drive_room(rx: &mut Receiver, wire: &[u8], splits: &[usize], use_room: &[bool]) -> Vec<Got> {
+    let mut out = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut scratch = Vec::new();
+    let mut cuts: Vec<usize> = splits.iter().map(|&s| s % (wire.len() + 1)).collect();
+    cuts.push(wire.len());
+    cuts.sort_unstable();
+    let mut at = 0;
+    for (i, cut) in cuts.into_iter().enumerate() {
+        if pending.is_empty() && use_room.get(i).copied().unwrap_or(true) {
+            while at < cut {
+                let Some(room) = rx.room(None) else { break };
+                let n = room.len().min(cut - at);
+                for (d, s) in room.iter_mut().zip(&wire[at..at + n]) {
+                    d.write(*s);
+                }
+                at += n;
+                // SAFETY: the room's first `n` bytes were written just above.
+                match unsafe { rx.received_in_room(n) } {
+                    Ok(Some(m)) => out.push(Got::Assembled(m.is_text(), m.into_bytes())),
+                    Ok(None) => {}
+                    Err(e) => {
+                        out.push(Got::Error(e));
+                        return out;
+                    }
+                }
+            }
+        }
+        pending.extend_from_slice(&wire[at..cut]);
+        at = cut;
+        loop {
+            let got = match rx.receive(&mut pending, &mut scratch, None) {
+                Ok(g) => g,
+                Err(e) => {
+                    out.push(Got::Error(e));
+                    return out;
+                }
+            };
+            if got.needs_more() {
+                break;
+            }
+            let used = got.consumed;
+            match got.event {
+                Some(Incoming::Message(Message::Text(t))) => out.push(Got::Text(t.into())),
+                Some(Incoming::Message(Message::Binary(b))) => out.push(Got::Binary(b.to_vec())),
+                Some(Incoming::Assembled(m)) => {
+                    out.push(Got::Assembled(m.is_text(), m.as_bytes().to_vec()));
+                }
+                Some(Incoming::Ping(p)) => out.push(Got::Ping(p.to_vec())),
+                Some(other) => panic!("unexpected {other:?}"),
+                None => {}
+            }
+            pending.drain(..used);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_large_frame_is_read_into_the_room_and_gives_the_same_message() {
+    let text: String = "añb€c😀".repeat(20_000); // 300 KB, characters of 1 to 4 bytes
+    let mut wire = Vec::new();
+    client_frames(&mut wire, true, text.as_bytes(), &[70_000, 10, 100_000]);
+    client_frames(&mut wire, false, &vec![7u8; 200_000], &[]);
+    let want = drive(&mut server(), &wire, &[], None);
+    assert_eq!(
+        messages(&want),
+        [(true, text.into_bytes()), (false, vec![7u8; 200_000])]
+    );
+    // Reads cut at odd places, some of them inside a character or a header.
+    let splits = [5, 999, 1_000, 40_001, 70_013, 150_000, 300_077, 400_000];
+    let mut rx = server();
+    let got = drive_room(&mut rx, &wire, &splits, &[]);
+    assert_eq!(messages(&got), messages(&want));
+    assert!(!rx.in_message());
+    // Taking some reads through the buffer instead (a lent room given up) changes nothing.
+    let mixed = [true, false, true, true, false, false, true, false, true];
+    let got = drive_room(&mut server(), &wire, &splits, &mixed);
+    assert_eq!(messages(&got), messages(&want));
+}
+
+#[test]
+fn no_room_for_small_frames_streamed_or_compressed_messages() {
+    let mut wire = Vec::new();
+    client_frames(&mut wire, false, &vec![1u8; ROOM_MIN + 100], &[]);
+    // The header and 200 bytes: the frame's rest (ROOM_MIN - 100) is below ROOM_MIN.
+    let mut rx = server();
+    let mut head = wire[..8 + 300].to_vec();
+    let consumed = rx
+        .receive(&mut head, &mut Vec::new(), None)
+        .unwrap()
+        .consumed;
+    assert_eq!(consumed, 8 + 300);
+    assert!(rx.room(None).is_none());
+    // The same frame with only its header and 50 bytes in: room for the rest, at most it.
+    let mut rx = server();
+    let mut head = wire[..8 + 50].to_vec();
+    let _ = rx.receive(&mut head, &mut Vec::new(), None).unwrap();
+    assert_eq!(rx.room(None).map(|r| r.len()), Some(ROOM_MIN + 50));
+    // Streamed messages are lent in pieces from the caller's buffer instead.
+    let mut rx = server();
+    rx.set_streaming(true);
+    let _ = rx.receive(&mut head, &mut Vec::new(), None).unwrap();
+    assert!(rx.room(None).is_none());
+    // A compressed message must be inflated from the caller's buffer.
+    let mut rx = Receiver::new(Role::Server, Config::new().compression(true));
+    let mut buf = vec![0u8; 14 + 50];
+    let header = Header {
+        rsv1: true,
+        mask: Some([1, 2, 3, 4]),
+        ..Header::new(OpCode::Binary, 1 << 20)
+    };
+    let n = header.encode(&mut buf).unwrap();
+    buf.truncate(n + 50);
+    let _ = rx.receive(&mut buf, &mut Vec::new(), Some(&mut Refuse));
+    assert!(rx.room(None).is_none());
+}
+
+/// An inflater that is never asked to inflate anything here (the partial frame's bytes wait).
+struct Refuse;
+
+impl Inflate for Refuse {
+    fn inflate(&mut self, _: &[u8], _: bool, _: &mut Vec<u8>, _: u64) -> Result<(), Error> {
+        Err(Error::InvalidCompressedData)
+    }
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn the_room_follows_bytes_received_not_a_declared_length() {
+    // A header declaring 100 GiB and 1 KiB of payload: room for at most 64 KiB, and after
+    // filling it, at most 16 times what arrived.
+    let limit = 100u64 << 30;
+    let mut rx = Receiver::new(
+        Role::Server,
+        Config::new().max_message(limit).max_frame(limit),
+    );
+    let header = Header {
+        mask: Some([0; 4]),
+        ..Header::new(OpCode::Binary, limit)
+    };
+    let mut wire = vec![0u8; 14 + 1024];
+    let n = header.encode(&mut wire).unwrap();
+    wire.truncate(n + 1024);
+    let consumed = rx
+        .receive(&mut wire, &mut Vec::new(), None)
+        .unwrap()
+        .consumed;
+    assert_eq!(consumed, n + 1024);
+    let room = rx.room(None).expect("room");
+    room.fill(core::mem::MaybeUninit::new(0));
+    let room = room.len();
+    assert!(room <= 64 << 10, "{room}");
+    // SAFETY: the whole room was written just above.
+    assert!(unsafe { rx.received_in_room(room) }.unwrap().is_none());
+    let arrived = 1024 + room;
+    let room = rx.room(None).expect("room").len();
+    assert!(room <= 16 * arrived, "{room} after {arrived}");
+    assert!(rx.buffered() <= 17 * arrived, "{}", rx.buffered());
+}
+
+#[test]
+fn invalid_text_read_into_the_room_fails_with_1007() {
+    let mut payload = vec![b'a'; 100_000];
+    payload[60_000] = 0xff;
+    let mut wire = Vec::new();
+    client_frames(&mut wire, true, &payload, &[]);
+    let got = drive_room(&mut server(), &wire, &[100], &[]);
+    assert_eq!(got, [Got::Error(Error::InvalidUtf8)]);
+    assert_eq!(Error::InvalidUtf8.close_code(), CloseCode::INVALID_PAYLOAD);
+}
+
+proptest! {
+    #[test]
+    fn reading_into_the_room_gives_the_messages_the_buffer_gives(
+        msgs in proptest::collection::vec(
+            (any::<bool>(), 0usize..120_000, proptest::collection::vec(0usize..50_000, 0..3)),
+            1..4,
+        ),
+        splits in proptest::collection::vec(any::<usize>(), 0..10),
+        use_room in proptest::collection::vec(any::<bool>(), 0..11),
+    ) {
+        let mut wire = Vec::new();
+        let mut sent = Vec::new();
+        for (i, (text, len, frags)) in msgs.iter().enumerate() {
+            let payload: Vec<u8> = if *text {
+                "é€x".repeat(len / 6 + 1).into_bytes()
+            } else {
+                (0..*len).map(|j| (i + j) as u8).collect()
+            };
+            client_frames(&mut wire, *text, &payload, frags);
+            sent.push((*text, payload));
+        }
+        let got = drive_room(&mut server(), &wire, &splits, &use_room);
+        prop_assert_eq!(messages(&got), sent);
+    }
+}

@@ -100,10 +100,12 @@ fn mode(m: Mode) -> &'static str {
     }
 }
 
-/// Broadcast subscribers: one unbounded channel each, fed the same `Bytes` payload.
+/// Broadcast subscribers: one unbounded channel each, fed the same `Bytes` payload (or, for
+/// sockeye-tokio, the same frame: each implementation gets its shared form of a message).
 #[derive(Default)]
 struct Hub {
     subs: std::cell::RefCell<Vec<tokio::sync::mpsc::UnboundedSender<(bool, bytes_t::Bytes)>>>,
+    frames: std::cell::RefCell<Vec<tokio::sync::mpsc::UnboundedSender<sockeye_tokio::Prepared>>>,
 }
 
 mod bytes_t {
@@ -115,6 +117,12 @@ impl Hub {
         self.subs
             .borrow_mut()
             .retain(|s| s.send((text, payload.clone())).is_ok());
+    }
+
+    fn publish_frame(&self, frame: &sockeye_tokio::Prepared) {
+        self.frames
+            .borrow_mut()
+            .retain(|s| s.send(frame.clone()).is_ok());
     }
 }
 
@@ -185,14 +193,11 @@ async fn sockeye_tokio_conn(stream: TcpStream, mode: Mode, hub: Rc<Hub>) {
         Mode::Broadcast => {
             let (mut tx, mut rx) = ws.split::<Prepared>();
             let (stx, mut srx) = tokio::sync::mpsc::unbounded_channel();
-            hub.subs.borrow_mut().push(stx);
+            hub.frames.borrow_mut().push(stx);
             // The hub carries frames here: each published message is framed once
             // (`Prepared`) and every subscriber queues that same frame.
             let writer = tokio::task::spawn_local(async move {
-                while let Some((_, frame)) = srx.recv().await {
-                    let Ok(prepared) = Prepared::parse(frame) else {
-                        return;
-                    };
+                while let Some(prepared) = srx.recv().await {
                     if tx.feed(prepared).await.is_err() {
                         return;
                     }
@@ -206,7 +211,7 @@ async fn sockeye_tokio_conn(stream: TcpStream, mode: Mode, hub: Rc<Hub>) {
                     Message::Text(t) => Prepared::text(t),
                     Message::Binary(b) => Prepared::binary(b),
                 };
-                hub.publish(true, prepared.frame().clone());
+                hub.publish_frame(&prepared);
             }
             writer.abort();
         }

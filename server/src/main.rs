@@ -85,14 +85,6 @@ enum Slow {
     Drop,
 }
 
-/// `--engine`.
-#[derive(Clone, Copy, ValueEnum)]
-enum EngineArg {
-    Auto,
-    Uring,
-    Poll,
-}
-
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Address to listen on.
@@ -104,10 +96,12 @@ struct ServeArgs {
     /// Worker threads, each with its own event loop (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
-    /// I/O engine: io_uring, readiness polling (epoll), or io_uring when the kernel allows it
-    /// and poll otherwise (said once in the log). SOCKEYE_ENGINE=uring|poll overrides auto.
-    #[arg(long, value_enum, default_value = "auto")]
-    engine: EngineArg,
+    /// I/O engine: uring (io_uring), poll (readiness polling, epoll), or auto: io_uring when
+    /// the kernel allows it and poll otherwise (said once in the log). SOCKEYE_ENGINE=uring|poll
+    /// overrides auto.
+    // Parsed by `Engine`'s `FromStr`, the same names as the variable.
+    #[arg(long, default_value = "auto")]
+    engine: Engine,
     /// What the server does with messages: echo them, or broadcast them to the room named by
     /// the URL path (`ws://host/chat/lobby` and `ws://host/chat/dev` are separate rooms).
     #[arg(long, value_enum, default_value = "echo")]
@@ -438,11 +432,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(n) = args.workers {
         config = config.workers(n);
     }
-    config = config.engine(match args.engine {
-        EngineArg::Auto => Engine::Auto,
-        EngineArg::Uring => Engine::Uring,
-        EngineArg::Poll => Engine::Poll,
-    });
+    config = config.engine(args.engine);
     for o in args.allow_origin {
         config = config.allow_origin(o);
     }

@@ -318,8 +318,8 @@ const RESERVE_AHEAD: usize = 16;
 /// The least the assembly reserves ahead, whatever has arrived.
 const RESERVE_MIN: usize = 64 << 10;
 
-/// The least rest of a frame [`Receiver::room`] lends room for (below it, reading through the
-/// driver's receive buffer costs no more).
+/// The least rest of a frame [`Receiver::room`] lends room for; shorter rests go through the
+/// driver's receive buffer (a copy of less than 16 KiB).
 pub const ROOM_MIN: usize = 16 << 10;
 
 impl Receiver {

@@ -318,6 +318,13 @@ const RESERVE_AHEAD: usize = 16;
 /// The least the assembly reserves ahead, whatever has arrived.
 const RESERVE_MIN: usize = 64 << 10;
 
+/// How much the assembly reserves ahead once `arrived` bytes of the message came, with `rest`
+/// declared still to come: at most `rest`, at most [`RESERVE_AHEAD`] times what arrived, at
+/// least [`RESERVE_MIN`].
+fn reserve_ahead(arrived: usize, rest: usize) -> usize {
+    rest.min(arrived.saturating_mul(RESERVE_AHEAD).max(RESERVE_MIN))
+}
+
 /// The least rest of a frame [`Receiver::room`] lends room for; shorter rests go through the
 /// driver's receive buffer (a copy of less than 16 KiB).
 pub const ROOM_MIN: usize = 16 << 10;
@@ -409,24 +416,17 @@ impl Receiver {
         // Ahead of what arrived by the same rule as `assembly_for`, counting only what did
         // arrive (the room's bytes have not).
         let arrived = self.assembly.as_ref().map_or(0, |a| a.len());
-        let want = rest.min(arrived.saturating_mul(RESERVE_AHEAD).max(RESERVE_MIN));
-        if self.assembly.is_none()
-            && let Some(b) = buffers
-            && let Some(mut reused) = b.take(want)
-        {
-            reused.clear();
-            self.assembly = Some(Box::new(reused));
-        }
-        let a = self.assembly.get_or_insert_with(Default::default);
+        let want = reserve_ahead(arrived, rest);
+        let a = self.assembly_or_reused(want, buffers.map(|b| b as &mut dyn Buffers));
         // Grown when less than a read's worth is left (a larger room means fewer reads; growing
         // by little at a time would copy the message over and over).
         if a.capacity() - a.len() < want.min(RESERVE_MIN) && a.try_reserve_exact(want).is_err() {
             return None; // read through the receive buffer instead
         }
-        let spare = a.spare_capacity_mut();
-        let room = spare.len().min(rest).min(u32::MAX as usize);
+        let room = (a.capacity() - a.len()).min(rest).min(u32::MAX as usize);
         self.room = room as u32; // within u32 (just above)
-        Some(&mut spare[..room])
+        let a = self.assembly.as_deref_mut()?;
+        Some(&mut a.spare_capacity_mut()[..room])
     }
 
     /// Takes the first `n` bytes of the room [`Receiver::room`] lent last as the next payload
@@ -557,19 +557,10 @@ impl Receiver {
     /// the header declared, but never more than [`RESERVE_AHEAD`] times what has arrived.
     fn assembly_for(&mut self, more: usize, buffers: Option<&mut dyn Buffers>) -> &mut Vec<u8> {
         let declared = usize::try_from(self.decoder.frame_remaining()).unwrap_or(usize::MAX);
-        let ahead_for =
-            |arrived: usize| declared.min(arrived.saturating_mul(RESERVE_AHEAD).max(RESERVE_MIN));
-        if self.assembly.is_none()
-            && let Some(b) = buffers
-            && let Some(mut reused) = b.take(more + ahead_for(more))
-        {
-            reused.clear();
-            self.assembly = Some(Box::new(reused));
-        }
-        let a = self.assembly.get_or_insert_with(Default::default);
+        let a = self.assembly_or_reused(more + reserve_ahead(more, declared), buffers);
         if a.capacity() - a.len() < more {
             let arrived = a.len() + more;
-            let ahead = ahead_for(arrived);
+            let ahead = reserve_ahead(arrived, declared);
             // Reserving ahead is speculative: if the allocator refuses it (strict overcommit,
             // a small heap), grow by what arrived instead of aborting.
             if a.try_reserve_exact(more + ahead).is_err() {
@@ -577,6 +568,23 @@ impl Receiver {
             }
         }
         a
+    }
+
+    /// The assembly buffer; a new one is a buffer from `buffers` with room for `min` bytes when
+    /// it has one.
+    fn assembly_or_reused(
+        &mut self,
+        min: usize,
+        buffers: Option<&mut dyn Buffers>,
+    ) -> &mut Vec<u8> {
+        if self.assembly.is_none()
+            && let Some(b) = buffers
+            && let Some(mut reused) = b.take(min)
+        {
+            reused.clear();
+            self.assembly = Some(Box::new(reused));
+        }
+        self.assembly.get_or_insert_with(Default::default)
     }
 
     /// The assembled message, handed over; the receiver keeps nothing of it.

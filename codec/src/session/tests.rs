@@ -27,7 +27,26 @@ fn drive(
     rx: &mut Receiver,
     wire: &[u8],
     splits: &[usize],
+    inflate: Option<&mut dyn Inflate>,
+) -> Vec<Got> {
+    drive_with(rx, wire, splits, inflate, None)
+}
+
+/// [`drive`], but as the tokio stream reads: once every byte received was consumed, the rest
+/// of a large frame goes straight into [`Receiver::room`] (when `use_room` says so for that
+/// cut; otherwise through the buffer, which gives any room lent up).
+fn drive_room(rx: &mut Receiver, wire: &[u8], splits: &[usize], use_room: &[bool]) -> Vec<Got> {
+    drive_with(rx, wire, splits, None, Some(use_room))
+}
+
+/// [`drive`], reading into the room for the cuts `rooms` allows (all past its end), if given.
+#[allow(unsafe_code)]
+fn drive_with(
+    rx: &mut Receiver,
+    wire: &[u8],
+    splits: &[usize],
     mut inflate: Option<&mut dyn Inflate>,
+    rooms: Option<&[bool]>,
 ) -> Vec<Got> {
     let mut out = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
@@ -36,7 +55,25 @@ fn drive(
     cuts.push(wire.len());
     cuts.sort_unstable();
     let mut at = 0;
-    for cut in cuts {
+    for (i, cut) in cuts.into_iter().enumerate() {
+        let use_room = rooms.is_some_and(|r| r.get(i).copied().unwrap_or(true));
+        while use_room && pending.is_empty() && at < cut {
+            let Some(room) = rx.room(None) else { break };
+            let n = room.len().min(cut - at);
+            for (d, s) in room.iter_mut().zip(&wire[at..at + n]) {
+                d.write(*s);
+            }
+            at += n;
+            // SAFETY: the room's first `n` bytes were written just above.
+            match unsafe { rx.received_in_room(n) } {
+                Ok(Some(m)) => out.push(Got::Assembled(m.is_text(), m.into_bytes())),
+                Ok(None) => {}
+                Err(e) => {
+                    out.push(Got::Error(e));
+                    return out;
+                }
+            }
+        }
         pending.extend_from_slice(&wire[at..cut]);
         at = cut;
         loop {
@@ -506,68 +543,6 @@ fn an_assembly_reuses_a_driver_buffer_and_owned_payloads_go_through_it() {
         .unwrap();
     assert_eq!(pool.queued, 1);
     assert_eq!(out.queued(), 4 + 3000);
-}
-
-/// [`drive`], but as the tokio stream reads: once every byte received was consumed, the rest
-/// of a large frame goes straight into [`Receiver::room`] (when `use_room` says so for that
-/// cut; otherwise through the buffer, which gives any room lent up).
-#[allow(unsafe_code)]
-fn drive_room(rx: &mut Receiver, wire: &[u8], splits: &[usize], use_room: &[bool]) -> Vec<Got> {
-    let mut out = Vec::new();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut scratch = Vec::new();
-    let mut cuts: Vec<usize> = splits.iter().map(|&s| s % (wire.len() + 1)).collect();
-    cuts.push(wire.len());
-    cuts.sort_unstable();
-    let mut at = 0;
-    for (i, cut) in cuts.into_iter().enumerate() {
-        if pending.is_empty() && use_room.get(i).copied().unwrap_or(true) {
-            while at < cut {
-                let Some(room) = rx.room(None) else { break };
-                let n = room.len().min(cut - at);
-                for (d, s) in room.iter_mut().zip(&wire[at..at + n]) {
-                    d.write(*s);
-                }
-                at += n;
-                // SAFETY: the room's first `n` bytes were written just above.
-                match unsafe { rx.received_in_room(n) } {
-                    Ok(Some(m)) => out.push(Got::Assembled(m.is_text(), m.into_bytes())),
-                    Ok(None) => {}
-                    Err(e) => {
-                        out.push(Got::Error(e));
-                        return out;
-                    }
-                }
-            }
-        }
-        pending.extend_from_slice(&wire[at..cut]);
-        at = cut;
-        loop {
-            let got = match rx.receive(&mut pending, &mut scratch, None) {
-                Ok(g) => g,
-                Err(e) => {
-                    out.push(Got::Error(e));
-                    return out;
-                }
-            };
-            if got.needs_more() {
-                break;
-            }
-            let used = got.consumed;
-            match got.event {
-                Some(Incoming::Message(Message::Text(t))) => out.push(Got::Text(t.into())),
-                Some(Incoming::Message(Message::Binary(b))) => out.push(Got::Binary(b.to_vec())),
-                Some(Incoming::Assembled(m)) => {
-                    out.push(Got::Assembled(m.is_text(), m.as_bytes().to_vec()));
-                }
-                Some(Incoming::Ping(p)) => out.push(Got::Ping(p.to_vec())),
-                Some(other) => panic!("unexpected {other:?}"),
-                None => {}
-            }
-            pending.drain(..used);
-        }
-    }
-    out
 }
 
 #[test]

@@ -618,9 +618,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             if self.state != ReadState::Open {
                 continue;
             }
-            if self.start == self.end && self.session.room().is_some() {
-                // The rest of a large frame: read it straight into the message.
-                match self.poll_room(cx) {
+            // The rest of a large frame: read it straight into the message.
+            if self.start == self.end
+                && let Some(read) = self.poll_room(cx)
+            {
+                match read {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(Some(m))) => return Poll::Ready(Some(Ok(Got::Message(m)))),
                     Poll::Ready(Ok(None)) => {}
@@ -648,14 +650,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     }
 
     /// Reads into the session's room (the rest of a large frame, in the message being
-    /// assembled): the message if that completed it.
+    /// assembled): the message if that completed it. `None` when the session lends no room.
     #[allow(unsafe_code)]
-    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
-        let Some(room) = self.session.room() else {
-            return Poll::Ready(Ok(None));
-        };
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Option<Poll<Result<Option<Message>, Error>>> {
+        let room = self.session.room()?;
         let mut buf = ReadBuf::uninit(room);
-        let read = ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf));
+        let Poll::Ready(read) = Pin::new(&mut self.io).poll_read(cx, &mut buf) else {
+            return Some(Poll::Pending);
+        };
         let n = buf.filled().len();
         let now = self.now();
         // SAFETY: `ReadBuf` keeps its filled part initialized (a reader can mark bytes filled
@@ -675,10 +677,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 }
             }
         }
-        Poll::Ready(match got {
+        Some(Poll::Ready(match got {
             Ok(m) => Ok(m.map(owned_message)),
             Err(e) => Err(Error::Protocol(e)),
-        })
+        }))
     }
 
     /// The transport's read side ended: cleanly if our close was out, else 1006.

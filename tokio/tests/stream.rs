@@ -21,6 +21,13 @@ const UPGRADE: &[u8] =
     b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
+/// `host:port` of a `listener` URL, for the tests that speak TCP themselves.
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("ws://")
+        .trim_end_matches("/chat")
+        .to_owned()
+}
+
 async fn listener() -> (TcpListener, String) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/chat", l.local_addr().unwrap());
@@ -273,10 +280,7 @@ async fn origins_and_subprotocols() {
 #[tokio::test]
 async fn plain_http_and_garbage_are_refused() {
     let (l, url) = listener().await;
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/chat")
-        .to_owned();
+    let addr = host_port(&url);
     let server = tokio::spawn(async move {
         let mut out = Vec::new();
         for _ in 0..3 {
@@ -422,10 +426,7 @@ async fn a_silent_peer_is_pinged_then_closed_with_1001() {
         (started.elapsed(), ws.ended().cloned().unwrap())
     });
     // A client that completes the handshake and then reads but never answers.
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/chat")
-        .to_owned();
+    let addr = host_port(&url);
     let mut tcp = TcpStream::connect(&addr).await.unwrap();
     tcp.write_all(UPGRADE).await.unwrap();
     let mut seen = Vec::new();
@@ -455,10 +456,7 @@ async fn a_protocol_error_closes_with_1002() {
         let mut ws = sockeye_tokio::accept(tcp, &Config::new()).await.unwrap();
         ws.next().await.unwrap().unwrap_err()
     });
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/chat")
-        .to_owned();
+    let addr = host_port(&url);
     let mut tcp = TcpStream::connect(&addr).await.unwrap();
     // The upgrade, and right behind it an unmasked frame (clients must mask).
     tcp.write_all(&[UPGRADE, b"\x81\x02hi"].concat())
@@ -518,10 +516,7 @@ async fn closing_on_a_peer_that_reads_nothing_ends_within_the_close_timeouts() {
         ws.close(CloseCode::GOING_AWAY, "bye").await.unwrap();
         (started.elapsed(), ws.ended().cloned().unwrap())
     });
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/chat")
-        .to_owned();
+    let addr = host_port(&url);
     let mut tcp = TcpStream::connect(&addr).await.unwrap();
     tcp.write_all(UPGRADE).await.unwrap();
     // Never read: the server's queue cannot drain.
@@ -600,14 +595,11 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn a_large_frame_read_in_place_is_checked_and_cut_off_cleanly() {
     // Large frames are read straight into the message (not through the receive buffer): sent
-    // in pieces with pauses, a 1 MiB text message arrives whole; invalid UTF-8 half-way through
+    // in pieces with pauses, a 768 KiB text message arrives whole; invalid UTF-8 half-way through
     // the next fails the connection with 1007 before the frame ends; a peer that hangs up
     // inside a large frame is 1006.
     let (l, url) = listener().await;
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/chat")
-        .to_owned();
+    let addr = host_port(&url);
     let server = tokio::spawn(async move {
         let mut results = Vec::new();
         for _ in 0..2 {

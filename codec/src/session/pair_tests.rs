@@ -517,6 +517,29 @@ fn the_hard_bound_refuses_data_and_a_ping_flood_never_the_close() {
 }
 
 #[test]
+fn small_prepared_frames_are_gathered_and_large_ones_shared() {
+    let mut p = Pair::new(Config::default(), Timeouts::default());
+    let small = Prepared::text("hi");
+    let large = Prepared::binary(&[7; 4096]);
+    for _ in 0..3 {
+        p.server.s.send_prepared(&small).unwrap();
+    }
+    p.server.s.send_prepared(&large).unwrap();
+    let out = p.server.s.outgoing();
+    out.seal();
+    let chunks: Vec<&[u8]> = out.chunks().collect();
+    // The three small frames share one buffer; the large one is the prepared frame itself.
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(chunks[0], b"\x81\x02hi\x81\x02hi\x81\x02hi");
+    assert_eq!(chunks[1].as_ptr(), large.frame().as_ptr());
+    p.pump();
+    let got = p.client.messages();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0], (true, b"hi".to_vec()));
+    assert_eq!(got[3], (false, vec![7; 4096]));
+}
+
+#[test]
 fn prepared_frames_are_shared_or_masked_and_checked() {
     let mut p = Pair::new(Config::default(), Timeouts::default());
     let msg = Prepared::binary(b"abc");

@@ -23,7 +23,7 @@ const STAGE_MIN: usize = 512;
 const COPY_SHARED_UP_TO: usize = 1024;
 
 /// Frames waiting to be written, in order: small frames gathered in one staging buffer (one
-/// allocation for many), larger or shared ones as [`Bytes`] of their own.
+/// allocation for many), larger ones and shared ones over 1 KiB as [`Bytes`] of their own.
 ///
 /// A driver writes [`Outgoing::chunks`] (after [`Outgoing::seal`]) with one vectored write and
 /// reports what the transport took with [`Outgoing::advance`]. A driver whose writes complete
@@ -229,10 +229,8 @@ impl Outgoing {
         self.staged.extend_from_slice(&buf[..n]);
     }
 
-    /// Stages a frame with `header` (whose length is `payload`'s) and `payload`, masked in
-    /// place in the staging buffer when the header carries a key.
-    #[inline]
     /// Stages bytes that are already a frame (or several).
+    #[inline]
     fn put_bytes(&mut self, frame: &[u8]) {
         self.reserve_staged(frame.len());
         self.staged.extend_from_slice(frame);
@@ -250,6 +248,9 @@ impl Outgoing {
         });
     }
 
+    /// Stages a frame with `header` (whose length is `payload`'s) and `payload`, masked in
+    /// place in the staging buffer when the header carries a key.
+    #[inline]
     fn put_frame(&mut self, header: &Header, payload: &[u8]) {
         self.reserve_staged(MAX_HEADER_LEN + payload.len());
         self.put_header(header);
@@ -262,8 +263,8 @@ impl Outgoing {
 }
 
 /// A whole data message framed once (unmasked, uncompressed), to send to many connections
-/// without copying: [`Sender::send_prepared`] shares the frame's bytes (small frames, up to
-/// 1 KiB, are copied, as sharing them would cost more).
+/// without copying: [`Sender::send_prepared`] shares the frame's bytes (frames of at most
+/// 1 KiB are copied into the connection's staging buffer instead).
 ///
 /// ```
 /// use sockeye_codec::session::Prepared;
@@ -709,8 +710,8 @@ impl Sender {
 
     /// Queues a [`Prepared`] message (framed once for many connections, such as a
     /// broadcast): the server role shares its frame as it is (a frame of at most 1 KiB is
-    /// copied into the staging buffer, which costs less than sharing it), the client role
-    /// sends a masked copy.
+    /// copied into the staging buffer, so a broadcast's small frames go out together), the
+    /// client role sends a masked copy.
     #[inline]
     pub fn send_prepared(&mut self, link: &mut Link<'_>, msg: &Prepared) -> Result<(), SendError> {
         self.admit(link, msg.frame.len())?;

@@ -55,9 +55,9 @@
 //! - `std` (default): run-time CPU detection for the masking kernels. Implies `alloc`.
 //! - `alloc`: the connection [`session`] (message assembly, streaming, inflated text) and owned
 //!   helpers.
-//! - `deflate`: permessage-deflate (RFC 7692) in [`deflate`]: negotiation for both roles and
-//!   pooled compression state, on `flate2` with the pure-Rust `zlib-rs` backend. Implies
-//!   `alloc`; flate2 needs a target with `std`.
+//! - `deflate`: permessage-deflate (RFC 7692) in the `deflate` module: negotiation for both
+//!   roles and pooled compression state, on `flate2` with the pure-Rust `zlib-rs` backend.
+//!   Implies `alloc`; flate2 needs a target with `std`.
 //!
 //! Without default features the crate is `#![no_std]` and picks masking kernels from the
 //! compile-time target features. `--cfg sockeye_disable_simd` forces the scalar kernel.

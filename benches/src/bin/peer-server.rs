@@ -319,24 +319,34 @@ async fn fastwebsockets_conn(mut stream: TcpStream, mode: Mode, hub: Rc<Hub>) {
         Mode::Broadcast => {
             use fastwebsockets::{FragmentCollectorRead, WebSocketError};
             // Split halves: the writer task serves broadcasts and the reader's obligated
-            // control replies, so a read is never cancelled mid-frame.
-            let (rd, mut wr) = ws.split(tokio::io::split);
+            // control replies, so a read is never cancelled mid-frame. fastwebsockets writes
+            // each frame straight to its stream; a user who fans out wraps the write half in a
+            // `BufWriter` and flushes when the queue runs dry, as the tokio-tungstenite
+            // harness does with feed/flush (without it every delivery is its own syscall).
+            let (rd, mut wr) = ws.split(|s: TcpStream| {
+                let (r, w) = s.into_split();
+                (r, tokio::io::BufWriter::with_capacity(64 << 10, w))
+            });
             let (stx, mut srx) = tokio::sync::mpsc::unbounded_channel::<(bool, bytes_t::Bytes)>();
             let (ctx, mut crx) = tokio::sync::mpsc::unbounded_channel::<(OpCode, Vec<u8>)>();
             hub.subs.borrow_mut().push(stx);
             let writer = tokio::task::spawn_local(async move {
                 loop {
-                    tokio::select! {
+                    let f = tokio::select! {
                         Some((text, payload)) = srx.recv() => {
                             let op = if text { OpCode::Text } else { OpCode::Binary };
-                            let f = Frame::new(true, op, None, Payload::Borrowed(&payload));
-                            if wr.write_frame(f).await.is_err() { return; }
+                            wr.write_frame(Frame::new(true, op, None, Payload::Borrowed(&payload))).await
                         }
                         Some((op, payload)) = crx.recv() => {
-                            let f = Frame::new(true, op, None, Payload::Owned(payload));
-                            if wr.write_frame(f).await.is_err() { return; }
+                            wr.write_frame(Frame::new(true, op, None, Payload::Owned(payload))).await
                         }
                         else => return,
+                    };
+                    if f.is_err() {
+                        return;
+                    }
+                    if srx.is_empty() && crx.is_empty() && wr.flush().await.is_err() {
+                        return;
                     }
                 }
             });

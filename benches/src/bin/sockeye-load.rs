@@ -652,21 +652,16 @@ async fn broadcast(c: Common, window: usize, verbatim: bool, subscriber_urls: Ve
             let mut buf = vec![0u8; 64 << 10];
             let (mut have, mut next_seq) = (0usize, 1u64);
             loop {
-                let n = match tokio::time::timeout(
-                    Duration::from_millis(200),
-                    rd.read(&mut buf[have..]),
-                )
-                .await
-                {
-                    Ok(Ok(0)) | Ok(Err(_)) => {
+                // No timer per read (it cost the generator as much as a server's turn): the
+                // task is aborted when the run ends.
+                let n = match rd.read(&mut buf[have..]).await {
+                    Ok(0) | Err(_) => {
                         if !stop.get() {
                             counters.errors.set(counters.errors.get() + 1);
                         }
                         return;
                     }
-                    Ok(Ok(n)) => n,
-                    Err(_) if stop.get() => return,
-                    Err(_) => continue,
+                    Ok(n) => n,
                 };
                 have += n;
                 let mut at = 0;
@@ -771,6 +766,7 @@ async fn broadcast(c: Common, window: usize, verbatim: bool, subscriber_urls: Ve
     let (secs, server_cpu, own_cpu) = w.map_or((0.0, None, 0.0), |w| w.close(c.server_pid));
     stop.set(true);
     for s in subs {
+        s.abort();
         let _ = s.await;
     }
     drain.abort();

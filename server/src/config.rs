@@ -88,6 +88,7 @@ pub struct Config {
     pub(crate) bind: SocketAddr,
     pub(crate) engine: Engine,
     pub(crate) listen: bool,
+    pub(crate) reuse_port: bool,
     pub(crate) workers: usize,
     pub(crate) max_message: u64,
     pub(crate) max_request: usize,
@@ -131,6 +132,7 @@ impl Config {
             bind,
             engine: Engine::Auto,
             listen: true,
+            reuse_port: false,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             max_message: sockeye_codec::DEFAULT_MAX_MESSAGE,
             max_request: 8 << 10,
@@ -201,6 +203,31 @@ impl Config {
     pub fn listen(mut self, listen: bool) -> Self {
         self.listen = listen;
         self
+    }
+
+    /// Whether the server may share its port with listeners already there (default false).
+    ///
+    /// The workers' listeners always use `SO_REUSEPORT` among themselves, and the kernel would
+    /// let any other process of the same user join them and take a share of new connections.
+    /// So by default [`Server::start`](crate::Server::start) first checks that nothing listens
+    /// on the address and fails with [`std::io::ErrorKind::AddrInUse`] if something does.
+    /// With `true` it joins them instead: that is the restart that never leaves the port
+    /// without a listener (start the new server with `reuse_port(true)`, then shut the old one
+    /// down; while it drains, new connections the kernel still hands it get 503, and once it
+    /// has exited the new server takes them all).
+    ///
+    /// ```
+    /// let config = sockeye_server::Config::new("127.0.0.1:9001".parse().unwrap()).reuse_port(true);
+    /// assert!(config.reuses_port());
+    /// ```
+    pub fn reuse_port(mut self, share: bool) -> Self {
+        self.reuse_port = share;
+        self
+    }
+
+    /// Whether [`Config::reuse_port`] is on.
+    pub fn reuses_port(&self) -> bool {
+        self.reuse_port
     }
 
     /// Number of worker threads, each with its own ring and listener (at least 1).

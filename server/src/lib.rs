@@ -118,7 +118,7 @@ impl Server {
         config.engine = engine; // what `/metrics` reports
         let config = Arc::new(config);
         let (listeners, addr) = if config.listen {
-            let listeners = bind(config.bind, config.workers)?;
+            let listeners = bind(config.bind, config.workers, config.reuse_port)?;
             let addr = socket2::SockRef::from(&listeners[0])
                 .local_addr()?
                 .as_socket()
@@ -302,8 +302,33 @@ impl Server {
 
 /// One listener per worker on the same address (`SO_REUSEPORT`), so the kernel balances
 /// accepts. With port 0, the first listener picks the port and the others join it.
-fn bind(addr: SocketAddr, n: usize) -> io::Result<Vec<OwnedFd>> {
+///
+/// Unless `share`, a probe first binds the address without `SO_REUSEPORT`: that fails while any
+/// socket listens there (another server's reuse-port group included), so a second server is
+/// refused instead of silently splitting the clients. The probe stays bound, not listening,
+/// until the listeners are, which narrows the window in which two servers starting at once
+/// could both pass it.
+fn bind(addr: SocketAddr, n: usize, share: bool) -> io::Result<Vec<OwnedFd>> {
     use socket2::{Domain, Socket, Type};
+    let _probe = if share || addr.port() == 0 {
+        None
+    } else {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
+        probe.set_reuse_address(true)?; // a port left in TIME_WAIT is free, not in use
+        match probe.bind(&addr.into()) {
+            Ok(()) => Some(probe),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "address in use: something already listens on {addr} (to share the \
+                         port with it, as in a restart, use reuse_port / --reuse-port)"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let mut out = Vec::new();
     let mut addr = addr;
     for _ in 0..n {

@@ -93,6 +93,12 @@ struct ServeArgs {
     /// Port on the default host (overrides the port of --bind).
     #[arg(long)]
     port: Option<u16>,
+    /// Share the port with listeners already on it instead of refusing to start ("address in
+    /// use"). For a restart that never leaves the port without a listener: start the new
+    /// server with --reuse-port, then send the old one SIGTERM (while it drains, the requests
+    /// the kernel still hands it get 503; once it exits, the new one takes them all).
+    #[arg(long)]
+    reuse_port: bool,
     /// Worker threads, each with its own event loop (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -401,6 +407,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         })
         .compression(args.compression.into())
         .metrics(!args.no_metrics)
+        .reuse_port(args.reuse_port)
         .max_rooms(args.max_rooms)
         .max_room_name(usize::try_from(args.max_room_name).unwrap_or(usize::MAX));
     if let Some(bound) = args.max_send_queue {

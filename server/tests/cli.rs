@@ -165,6 +165,61 @@ fn serve_has_the_demo_page_and_metrics_unless_told_not_to() {
 }
 
 #[test]
+fn serve_refuses_a_port_already_served_unless_reuse_port() {
+    let (mut first, port) = serve(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .args(["serve", "--port", &port.to_string(), "--workers", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("address in use"), "{stderr}");
+    assert!(stderr.contains("--reuse-port"), "{stderr}");
+    // With --reuse-port the second joins and serves once the first is gone.
+    let mut second = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .args([
+            "serve",
+            "--port",
+            &port.to_string(),
+            "--workers",
+            "1",
+            "--reuse-port",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The second listens once it logs that it is serving.
+    let mut log = std::io::BufReader::new(second.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("sockeye serving") {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut log, &mut line).unwrap();
+        assert!(n > 0, "the second server exited before serving");
+    }
+    // Both answer while both run; the first, sent SIGTERM as in a restart, exits (it holds no
+    // connections), and the second answers every request after it.
+    for _ in 0..20 {
+        assert!(get(port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(first.wait().unwrap().success());
+    for _ in 0..20 {
+        assert!(get(port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+    assert!(
+        second.try_wait().unwrap().is_none(),
+        "the second server still runs"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+#[test]
 fn serve_refuses_bad_cluster_settings_at_start() {
     for (args, says) in [
         (&["--cluster", "not a url"][..], "cluster URL"),

@@ -59,6 +59,49 @@ fn engine_is_the_one_asked_for() {
 }
 
 #[test]
+fn a_port_already_listened_on_is_refused_unless_shared() {
+    let first = Server::start(config(), |_| Echo).unwrap();
+    let addr = first.local_addr();
+    // A second server on the port is refused instead of silently taking a share of the
+    // clients (the workers' listeners use SO_REUSEPORT among themselves).
+    let err = Server::start(Config::new(addr).workers(1), |_| Echo)
+        .err()
+        .expect("a second server on the port is refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(err.to_string().contains("--reuse-port"), "{err}");
+    // So is a port held by any other listener.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = Server::start(Config::new(other.local_addr().unwrap()), |_| Echo)
+        .err()
+        .expect("a port held by another listener is refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    drop(other);
+    // Asked to share, a new server joins the first; once the first has shut down, it
+    // takes every connection (the zero-downtime restart).
+    let second = Server::start(Config::new(addr).workers(1).reuse_port(true), |_| Echo).unwrap();
+    first.shutdown();
+    first.join().unwrap();
+    rt().block_on(async {
+        for i in 0..4 {
+            let mut ws = connect(addr).await;
+            ws.send(Message::text(format!("after restart {i}")))
+                .await
+                .unwrap();
+            assert_eq!(
+                next(&mut ws).await,
+                Message::text(format!("after restart {i}"))
+            );
+        }
+    });
+    second.shutdown();
+    second.join().unwrap();
+    // Free again (connections in TIME_WAIT do not count): a plain start succeeds.
+    let third = Server::start(Config::new(addr).workers(1), |_| Echo).unwrap();
+    third.shutdown();
+    third.join().unwrap();
+}
+
+#[test]
 fn echo_text_binary_fragmented_and_large() {
     let server = Server::start(config(), |_| Echo).unwrap();
     let addr = server.local_addr();

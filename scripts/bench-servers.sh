@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side server benchmark: sockeye and the peers (tokio-tungstenite, fastwebsockets and
-# sockeye's own tokio stream, sockeye-tokio, on tokio current_thread) and a raw TCP echo floor,
-# each pinned to core 0 with the load generator on core 1, every scenario repeated. Appends one JSON line per run to target/bench/servers.jsonl
+# Side-by-side server benchmark: sockeye and the peers (uWebSockets when it is built, see
+# ../shared/tools/peer-uws/README.md; tokio-tungstenite, fastwebsockets and sockeye's own tokio
+# stream, sockeye-tokio, on tokio current_thread) and a raw TCP echo floor, each pinned to core 0 with the load generator on core 1, every scenario repeated. Appends one JSON line per run to target/bench/servers.jsonl
 # and prints a markdown table of medians and ratios (scripts/bench_table.py).
 #
 #   scripts/bench-servers.sh [REPEATS] [SECONDS]      (defaults 3 and 5)
@@ -12,10 +12,15 @@
 #     echo16k   echo, 500 × 1 × 16 KiB        pipe16   echo, 64 × 16 in flight × 16 B
 #     echo16    echo, 64 × 16 × 16 B (= pipe16, kept for the server issue's targets)
 #     echo4k    echo, 64 × 4 × 4 KiB          echo1m   echo, 16 × 2 × 1 MiB
-#     broadcast 1,000 subscribers, 64 B       churn    connect/upgrade/echo/close, 16 at a time
+#     broadcast 1,000 subscribers, 64 B, the publisher writing 16 messages at once and
+#               waiting until every subscriber has all but the last 16 (window 16)
+#     broadcast1 the same, one message per write, the next written once every subscriber has
+#               the one before it (window 1: little for a server to batch)
+#     churn     connect/upgrade/echo/close, 16 at a time
 #     conns     idle connections, 10,000 and 19,000 (server RSS per connection)
-#   SERVERS="sockeye sockeye-tokio tokio-tungstenite fastwebsockets raw-echo" selects servers
-#   (default: all);
+#   SERVERS="sockeye uWebSockets sockeye-tokio tokio-tungstenite fastwebsockets raw-echo" selects
+#   servers (default: all; uWebSockets only when $UWS_PEER, default /tmp/uws-peer/uws-peer, is
+#   built, and the script says so when it is not);
 #   raw-echo is the floor: the upgrade, then bytes echoed verbatim (for broadcast: raw-fanout,
 #   bytes from the publisher forwarded verbatim to every connection)
 set -euo pipefail
@@ -28,7 +33,7 @@ else
   SECS=${2:-5}
 fi
 OUT=target/bench/servers.jsonl
-SCENARIOS=${SCENARIOS:-latency echo20 echo1k echo16k pipe16 echo4k echo1m broadcast churn conns}
+SCENARIOS=${SCENARIOS:-latency echo20 echo1k echo16k pipe16 echo4k echo1m broadcast broadcast1 churn conns}
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 mkdir -p target/bench
 : > "$OUT"
@@ -44,6 +49,7 @@ start_server() {   # start_server NAME MODE -> sets SPID
                --stats-interval 0 --max-backpressure 16MiB >/dev/null 2>&1 & ;;
     tokio-tungstenite) taskset -c 0 target/release/peer-server --impl tungstenite --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
     fastwebsockets) taskset -c 0 target/release/peer-server --impl fastwebsockets --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
+    uWebSockets) taskset -c 0 "$UWS_PEER" --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
     sockeye-tokio) taskset -c 0 target/release/peer-server --impl sockeye-tokio --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
     raw-echo) taskset -c 0 target/release/peer-server --impl raw-echo --port $PORT >/dev/null 2>&1 & ;;
     raw-fanout) taskset -c 0 target/release/peer-server --impl raw-fanout --port $PORT >/dev/null 2>&1 & ;;
@@ -71,7 +77,15 @@ run() {   # run NAME MODE LOAD-ARGS...
   stop_server
 }
 
-SERVERS=${SERVERS:-sockeye sockeye-tokio tokio-tungstenite fastwebsockets raw-echo}
+UWS_PEER=${UWS_PEER:-/tmp/uws-peer/uws-peer}
+if [ -x "$UWS_PEER" ]; then
+  DEFAULT_SERVERS="sockeye uWebSockets sockeye-tokio tokio-tungstenite fastwebsockets raw-echo"
+else
+  echo "bench-servers: uWebSockets is not built ($UWS_PEER missing; ../shared/tools/peer-uws/README.md" \
+    "says how), so it is left out of this run" >&2
+  DEFAULT_SERVERS="sockeye sockeye-tokio tokio-tungstenite fastwebsockets raw-echo"
+fi
+SERVERS=${SERVERS:-$DEFAULT_SERVERS}
 for r in $(seq 1 "$REPEATS"); do
   for name in $SERVERS; do
     raw=(); [ "$name" = raw-echo ] && raw=(--verbatim)
@@ -85,9 +99,11 @@ for r in $(seq 1 "$REPEATS"); do
     if [ "$name" = raw-echo ]; then
       # The broadcast floor: the same fan-out, bytes forwarded verbatim.
       if want broadcast; then run raw-fanout broadcast broadcast --verbatim -c 1000 -s 64 --window 16; fi
+      if want broadcast1; then run raw-fanout broadcast broadcast --verbatim -c 1000 -s 64 --window 1; fi
       continue
     fi
     if want broadcast; then run "$name" broadcast broadcast -c 1000 -s 64 --window 16; fi
+    if want broadcast1; then run "$name" broadcast broadcast -c 1000 -s 64 --window 1; fi
     if want churn; then run "$name" echo churn -c 16 -s 16; fi
   done
 done

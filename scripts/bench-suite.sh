@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The bench suite in one command: sockeye's server against the peers (tokio-tungstenite,
-# fastwebsockets) and the raw TCP floor on one pinned core each (scripts/bench-servers.sh, every
-# scenario), the codec's criterion benchmarks, then charts (docs/bench/*.svg, drawn by
-# `bench-report` with plotters) and the generated section of BENCHMARKS.md: the tables with
-# ratios to sockeye, the machine, the command, and which runs were not CPU-bound.
+# The bench suite in one command: sockeye's server against the peers (uWebSockets when built,
+# tokio-tungstenite, fastwebsockets) and the raw TCP floor on one pinned core each
+# (scripts/bench-servers.sh, every scenario), uWebSockets' own load testers as a second
+# opinion (scripts/bench-second-opinion.sh, when their sources are at hand), the codec's
+# criterion benchmarks, then charts (docs/bench/*.svg, drawn by `bench-report` with plotters)
+# and the generated section of BENCHMARKS.md: the tables with ratios to sockeye, the machine,
+# the command, and which runs were not CPU-bound.
 #
 #   scripts/bench-suite.sh [REPEATS] [SECONDS]   full run (defaults 3 × 5 s); rewrites the
 #                                                generated section of BENCHMARKS.md and docs/bench
@@ -40,6 +42,9 @@ elif [ "${1:-}" = --quick ]; then
 else
   ARGS="${1:-3} ${2:-5}"
   bash scripts/bench-servers.sh "${1:-3}" "${2:-5}"
+  # uWebSockets' own load testers as a second opinion (skipped, saying so, without their sources).
+  rm -f target/bench/second-opinion.jsonl
+  bash scripts/bench-second-opinion.sh "${1:-3}"
   CHARTS=docs/bench
   REPORT=BENCHMARKS.md
   taskset -c 1 cargo bench -q -p sockeye-benches --bench codec -- --warm-up-time 1 \
@@ -48,6 +53,10 @@ else
 fi
 ./target/release/bench-report --servers target/bench/servers.jsonl --out "$CHARTS" --font "$FONT"
 TABLE=$(python3 scripts/bench_table.py target/bench/servers.jsonl)
+SECOND=""
+if [ "$REPORT" = BENCHMARKS.md ] && [ -s target/bench/second-opinion.jsonl ]; then
+  SECOND=$(python3 scripts/bench_table.py target/bench/second-opinion.jsonl)
+fi
 MACHINE="$(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), \
 $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r | cut -d- -f1), $(rustc -V | cut -d' ' -f1,2)"
 BOUND=$(python3 - target/bench/servers.jsonl <<'PY'
@@ -58,7 +67,8 @@ for l in open(sys.argv[1]):
     # One connection with one message in flight waits on the loopback round trip by design.
     if r.get("connections") == 1 or r["mode"] == "conns" or r.get("server_cpu_share") is None:
         continue
-    key = (r["label"], r["mode"], r["connections"], int(r.get("in_flight", 1)), r.get("size"))
+    # k: messages in flight per connection (echo) or the publisher's window (broadcast).
+    key = (r["label"], r["mode"], r["connections"], int(r.get("in_flight", r.get("window", 1))), r.get("size"))
     runs.setdefault(key, []).append((r["server_cpu_share"], r.get("load_cpu_share") or 0))
 low = []
 for (label, mode, conns, k, size), v in sorted(runs.items()):
@@ -69,7 +79,7 @@ for (label, mode, conns, k, size), v in sorted(runs.items()):
 print("; ".join(low) if low else "none")
 PY
 )
-export START ARGS MACHINE TABLE CODEC BOUND CHARTS REPORT
+export START ARGS MACHINE TABLE SECOND CODEC BOUND CHARTS REPORT
 python3 - <<'PY'
 import os
 e = os.environ
@@ -93,6 +103,9 @@ the loopback round trip by design, left out): {e['BOUND']}.
 {images}
 {e['TABLE']}
 """
+if e.get("SECOND"):
+    block += ("\n#### Second opinion: uWebSockets' own load testers (scripts/bench-second-opinion.sh)\n\n"
+              + e["SECOND"] + "\n")
 if e.get("CODEC"):
     block += "\n#### Codec (criterion)\n\n" + e["CODEC"] + "\n"
 block += "<!-- suite:end -->\n"

@@ -9,9 +9,12 @@ import sys
 from collections import defaultdict
 
 rows = [json.loads(l) for l in open(sys.argv[1] if len(sys.argv) > 1 else "target/bench/servers.jsonl")]
-SERVERS = ["sockeye", "sockeye-tokio", "tokio-tungstenite", "fastwebsockets"]
-# (ours, peer): a ratio column each.
-RATIOS = [(o, p) for o in ("sockeye", "sockeye-tokio") for p in ("tokio-tungstenite", "fastwebsockets")]
+# uWebSockets (../shared/tools/peer-uws/) is a column only when the run measured it.
+HAS_UWS = any(r["label"] == "uWebSockets" for r in rows)
+PEERS = (["uWebSockets"] if HAS_UWS else []) + ["tokio-tungstenite", "fastwebsockets"]
+SERVERS = ["sockeye", "sockeye-tokio"] + PEERS
+# (ours, peer): a ratio column each, uWebSockets first.
+RATIOS = [(o, p) for o in ("sockeye", "sockeye-tokio") for p in PEERS]
 FLOOR = "raw-echo"  # the upgrade, then bytes echoed verbatim: the kernel's share alone
 for r in rows:
     if r["label"] == "raw-fanout":  # the broadcast floor: bytes forwarded verbatim to all
@@ -24,7 +27,11 @@ def scenario(r):
         s = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB" if size >= 1024 else f"{size} B"
         return f"echo {r['connections']} conns × {int(r['in_flight'])} in flight × {s}"
     if r["mode"] in ("broadcast", "broadcast-raw"):
-        return f"broadcast to {r['connections']} subscribers, {r['size']} B"
+        return f"broadcast to {r['connections']} subscribers, {r['size']} B, window {int(r.get('window', 16))}"
+    if r["mode"] == "uws-echo":
+        return f"uWebSockets' load_test: echo {r['connections']} conns × 1 in flight × {r['size']} B"
+    if r["mode"] == "uws-broadcast":
+        return f"uWebSockets' broadcast_test: {r['connections']} conns, each to all, {r['size']} B"
     if r["mode"] == "churn":
         return f"churn: connect, upgrade, echo, close ({r['connections']} at a time)"
     return f"idle connections: {r['connections']}"
@@ -43,7 +50,7 @@ for sc, by in groups.items():
     conns = sc.startswith("idle")
     churn = sc.startswith("churn")
     metrics = [("rss_per_conn", "server RSS per connection (B)", False)] if conns else [
-        ("msgs_per_s", "connections/s" if churn else "deliveries/s" if sc.startswith("broadcast") else "messages/s", True),
+        ("msgs_per_s", "connections/s" if churn else "deliveries/s" if "broadcast" in sc else "messages/s", True),
         ("mb_per_s", "MB/s", True),
         ("server_cpu_ns_per_msg", "server CPU ns per message", False),
         ("p99_us", "p99 latency (µs)", False),
@@ -52,7 +59,7 @@ for sc, by in groups.items():
         ("errors", "errors", None),
     ]
     for key, label, higher_better in metrics:
-        if (sc.startswith("broadcast") or churn) and key in ("p99_us", "mb_per_s"):
+        if (sc.startswith("broadcast") or sc.startswith("uWebSockets'") or churn) and key in ("p99_us", "mb_per_s"):
             continue
         med = {}
         for s in SERVERS:

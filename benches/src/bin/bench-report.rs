@@ -35,8 +35,9 @@ struct Cli {
 }
 
 /// The servers in chart order, with their colours; the floor is drawn only where it applies.
-const SERVERS: [(&str, RGBColor); 4] = [
+const SERVERS: [(&str, RGBColor); 5] = [
     ("sockeye", RGBColor(0x1f, 0x6f, 0xb4)),
+    ("uWebSockets", RGBColor(0x8e, 0x44, 0xad)),
     ("tokio-tungstenite", RGBColor(0xe0, 0x7b, 0x39)),
     ("fastwebsockets", RGBColor(0x3a, 0x9e, 0x5c)),
     ("raw TCP floor", RGBColor(0x88, 0x88, 0x88)),
@@ -94,7 +95,9 @@ fn parse(path: &Path) -> Vec<Run> {
                 num(line, "in_flight").unwrap_or(1.0),
                 size(num(line, "size").unwrap_or(0.0))
             ),
-            "broadcast" | "broadcast-raw" => format!("broadcast {conns}"),
+            "broadcast" | "broadcast-raw" => {
+                format!("broadcast {conns} w{}", num(line, "window").unwrap_or(16.0))
+            }
             "churn" => "churn".to_owned(),
             "conns" => format!("idle {conns}"),
             _ => continue,
@@ -166,6 +169,13 @@ fn bars(
     if rows.is_empty() {
         return;
     }
+    // Only servers the run measured get a bar slot and a legend entry (uWebSockets is
+    // measured only when it is built).
+    let servers: Vec<&str> = servers
+        .iter()
+        .copied()
+        .filter(|s| rows.iter().any(|(_, r)| r.contains_key(*s)))
+        .collect();
     let y_max = rows
         .iter()
         .flat_map(|(_, r)| r.values().copied())
@@ -280,6 +290,7 @@ fn main() {
         &relative,
         &[
             "sockeye",
+            "uWebSockets",
             "tokio-tungstenite",
             "fastwebsockets",
             "raw TCP floor",
@@ -306,7 +317,12 @@ fn main() {
         "Server CPU per message, as a multiple of the raw TCP floor",
         "× floor (1.0 = kernel TCP work only)",
         &over_floor,
-        &["sockeye", "tokio-tungstenite", "fastwebsockets"],
+        &[
+            "sockeye",
+            "uWebSockets",
+            "tokio-tungstenite",
+            "fastwebsockets",
+        ],
         &|v| format!("{v:.2}"),
     );
 
@@ -316,7 +332,12 @@ fn main() {
         "Server memory per idle connection",
         "bytes of RSS per connection",
         &rss,
-        &["sockeye", "tokio-tungstenite", "fastwebsockets"],
+        &[
+            "sockeye",
+            "uWebSockets",
+            "tokio-tungstenite",
+            "fastwebsockets",
+        ],
         &|v| format!("{v:.0} B"),
     );
     for f in ["throughput.svg", "cpu.svg", "memory.svg"] {

@@ -189,8 +189,17 @@ fn has_token(list: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-/// An HTTP token (RFC 7230 §3.2.6), as subprotocol names must be.
-fn is_token(s: &str) -> bool {
+/// Whether `s` is an HTTP token (RFC 7230 §3.2.6), as subprotocol names must be: not empty,
+/// letters, digits and ``!#$%&'*+-.^_`|~`` only.
+///
+/// ```
+/// use sockeye_codec::handshake::is_token;
+/// assert!(is_token("v2.chat"));
+/// assert!(!is_token("chat, v2"));
+/// assert!(!is_token(""));
+/// ```
+#[must_use]
+pub fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
@@ -516,6 +525,62 @@ pub fn origin_allowed(origin: Option<&str>, host: &str, patterns: &[&str]) -> bo
         };
         glob_match(p.as_bytes(), target.as_bytes())
     })
+}
+
+/// Why an origin pattern for [`origin_allowed`] can never match any origin, or `None` when it
+/// can. A server checks its patterns with this at start, so a typo is an error there instead
+/// of every browser being refused.
+///
+/// An origin is `scheme://host[:port]` and nothing more, so a pattern with a path (the
+/// commonest mistake: `https://example.com/`), an empty one, or one with whitespace or
+/// control characters matches nothing; so does a glob with an unclosed `[`.
+///
+/// ```
+/// use sockeye_codec::handshake::origin_pattern_problem;
+/// assert_eq!(origin_pattern_problem("*.example.com"), None);
+/// assert_eq!(origin_pattern_problem("https://app.example.com:8443"), None);
+/// assert!(origin_pattern_problem("https://example.com/").is_some());
+/// assert!(origin_pattern_problem("").is_some());
+/// assert!(origin_pattern_problem("[a-z.example.com").is_some());
+/// assert!(origin_pattern_problem("[]].example.com").is_none()); // `]` first is a member
+/// ```
+#[must_use]
+pub fn origin_pattern_problem(pattern: &str) -> Option<&'static str> {
+    if pattern.is_empty() {
+        return Some("it is empty");
+    }
+    if pattern
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Some("it contains whitespace or control characters, which no origin has");
+    }
+    let host = match pattern.split_once("://") {
+        Some(("", _)) => return Some("its scheme is empty"),
+        Some((_, host)) => host,
+        None => pattern,
+    };
+    if host.is_empty() {
+        return Some("its host is empty");
+    }
+    if host.contains('/') {
+        return Some("it has a path, but an origin is only a scheme, a host and a port");
+    }
+    // Every class (`[` not escaped) needs its `]`, or the glob matches nothing from there on;
+    // the matcher's own class parser says where each one ends.
+    let b = pattern.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'[' => match class_match(&b[i..], b'a') {
+                Some((_, len)) => i += len,
+                None => return Some("it has a '[' without its ']'"),
+            },
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Glob matching in the manner of Go's `path.Match`, ASCII case-insensitive. Iterative with one

@@ -400,3 +400,37 @@ fn policy_decides_origin_protocol_and_deflate() {
             .is_err()
     );
 }
+
+#[test]
+fn origin_patterns_called_hopeless_match_nothing_and_the_rest_can() {
+    // What each bad pattern was meant to match, and what the matcher says of it.
+    for (pattern, meant) in [
+        ("https://example.com/", "https://example.com"),
+        ("example.com/app", "https://example.com"),
+        ("", "https://example.com"),
+        ("https://", "https://example.com"),
+        ("://example.com", "https://example.com"),
+        ("*.example .com", "https://a.example.com"),
+        ("[a-z.example.com", "https://a.example.com"),
+    ] {
+        assert!(origin_pattern_problem(pattern).is_some(), "{pattern:?}");
+        assert!(
+            !origin_allowed(Some(meant), "elsewhere", &[pattern]),
+            "{pattern:?}"
+        );
+    }
+    for (pattern, origin) in [
+        ("*.example.com", "https://a.example.com"),
+        ("https://*.example.com", "https://a.example.com"),
+        ("http://localhost:3000", "http://localhost:3000"),
+        ("[a-c].example.com", "https://b.example.com"),
+        ("[]].example.com", "https://].example.com"),
+        ("\\[x.example.com", "https://[x.example.com"),
+    ] {
+        assert_eq!(origin_pattern_problem(pattern), None, "{pattern:?}");
+        assert!(
+            origin_allowed(Some(origin), "elsewhere", &[pattern]),
+            "{pattern:?}"
+        );
+    }
+}

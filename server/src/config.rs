@@ -242,6 +242,7 @@ impl Config {
     }
 
     /// Largest message accepted (checked on each frame header); larger ones close with 1009.
+    /// 0 is refused at start.
     pub fn max_message(mut self, bytes: u64) -> Self {
         self.max_message = bytes;
         self
@@ -255,7 +256,8 @@ impl Config {
 
     /// Allows cross-origin requests whose origin matches `pattern` (a host glob such as
     /// `*.example.com`, or `https://*.example.com` to match the scheme too). Same-origin
-    /// requests and requests without `Origin` are always allowed.
+    /// requests and requests without `Origin` are always allowed. A pattern that can never
+    /// match (a path, as in `https://example.com/`; an empty one) is refused at start.
     pub fn allow_origin(mut self, pattern: impl Into<String>) -> Self {
         self.allowed_origins.push(pattern.into());
         self
@@ -268,7 +270,8 @@ impl Config {
         self
     }
 
-    /// Adds a supported subprotocol; earlier ones are preferred.
+    /// Adds a supported subprotocol; earlier ones are preferred. A name that is not an HTTP
+    /// token is refused at start.
     pub fn subprotocol(mut self, name: impl Into<String>) -> Self {
         self.subprotocols.push(name.into());
         self
@@ -374,7 +377,7 @@ impl Config {
 
     /// Most rooms that may exist at once in the process (default 10,000; the default room is
     /// not counted). A connection that would create one more is refused with 1013 by the
-    /// built-in broadcast handler.
+    /// built-in broadcast handler. 0 is refused at start.
     pub fn max_rooms(mut self, n: usize) -> Self {
         self.max_rooms = n;
         self
@@ -400,6 +403,48 @@ impl Config {
     pub fn stats_interval(mut self, every: Option<Duration>) -> Self {
         self.stats_interval = every;
         self
+    }
+
+    /// The settings that cannot work, refused by [`Server::start`](crate::Server::start) with
+    /// [`std::io::ErrorKind::InvalidInput`] and a message naming the setting, instead of a
+    /// server that refuses every message or every browser.
+    pub(crate) fn check(&self) -> std::io::Result<()> {
+        use sockeye_codec::handshake::{is_token, origin_pattern_problem};
+        let bad = |msg: String| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
+        if self.max_message == 0 {
+            return bad(
+                "max message 0 would refuse every message; it must be at least 1 byte".into(),
+            );
+        }
+        if self.max_rooms == 0 {
+            return bad(
+                "max rooms 0 would let no connection join a room; it must be at least 1".into(),
+            );
+        }
+        if self.max_room_name == 0 {
+            return bad(
+                "max room name 0 would refuse every room name; it must be at least 1 byte".into(),
+            );
+        }
+        if self.max_request < 64 {
+            return bad(format!(
+                "max request {} bytes is too small for any upgrade request; it must be at least 64",
+                self.max_request
+            ));
+        }
+        for p in &self.subprotocols {
+            if !is_token(p) {
+                return bad(format!(
+                    "subprotocol {p:?} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
+                ));
+            }
+        }
+        for p in &self.allowed_origins {
+            if let Some(why) = origin_pattern_problem(p) {
+                return bad(format!("origin pattern {p:?} can never match: {why}"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -101,6 +101,7 @@ impl Server {
         H: Handler,
         F: Fn(WorkerContext) -> H + Send + Sync + 'static,
     {
+        config.check()?;
         if let Err(e) = ring::raise_fd_limit() {
             tracing::warn!(error = %e, "could not raise the descriptor limit");
         }

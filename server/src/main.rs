@@ -87,8 +87,9 @@ enum Slow {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:9001")]
+    /// Address to listen on: IP:PORT, HOST:PORT (a name, resolved once at start, IPv4 first) or
+    /// :PORT (the default host, 127.0.0.1, with that port).
+    #[arg(long, value_parser = parse_bind, default_value = "127.0.0.1:9001")]
     bind: SocketAddr,
     /// Port on the default host (overrides the port of --bind).
     #[arg(long)]
@@ -99,9 +100,9 @@ struct ServeArgs {
     /// the kernel still hands it get 503; once it exits, the new one takes them all).
     #[arg(long)]
     reuse_port: bool,
-    /// Worker threads, each with its own event loop (default: one per core).
-    #[arg(long)]
-    workers: Option<usize>,
+    /// Worker threads, each with its own event loop (default: one per core; at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// I/O engine: uring (io_uring), poll (readiness polling, epoll), or auto: io_uring when
     /// the kernel allows it and poll otherwise (said once in the log). SOCKEYE_ENGINE=uring|poll
     /// overrides auto.
@@ -264,6 +265,38 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses `65536`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as the binary units).
+/// `--bind`: `IP:PORT`, `HOST:PORT` (resolved now: its first IPv4 address, else its first) or
+/// `:PORT` on the default host.
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let s = s.trim();
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{port:?} is not a port number (0-65535)"))?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    if !s.contains(':') {
+        return Err(format!(
+            "{s:?} has no port: use HOST:PORT, IP:PORT or :PORT"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?
+        .collect();
+    // IPv4 first, so `localhost:PORT` is 127.0.0.1 whatever order the resolver gives.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -437,7 +470,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         config = config.compression_threshold(usize::try_from(t).unwrap_or(usize::MAX));
     }
     if let Some(n) = args.workers {
-        config = config.workers(n);
+        config = config.workers(usize::from(n));
     }
     config = config.engine(args.engine);
     for o in args.allow_origin {

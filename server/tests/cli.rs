@@ -165,6 +165,63 @@ fn serve_has_the_demo_page_and_metrics_unless_told_not_to() {
 }
 
 #[test]
+fn serve_checks_its_values_at_start() {
+    for (args, says) in [
+        (&["--workers", "0"][..], "0 is not in 1.."),
+        (&["--max-message", "0"][..], "max message 0"),
+        (&["--max-rooms", "0"][..], "max rooms 0"),
+        (&["--subprotocol", "a,b"][..], "is not an HTTP token"),
+        (
+            &["--allow-origin", "https://example.com/"][..],
+            "can never match",
+        ),
+        (&["--bind", "127.0.0.1"][..], "has no port"),
+        (&["--bind", ":70000"][..], "is not a port number"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // --bind takes :PORT (the default host) and names as well as IP:PORT.
+    for form in [":{port}", "localhost:{port}"] {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let bind = form.replace("{port}", &port.to_string());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+            .args(["serve", "--workers", "1", "--bind", &bind])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{bind}: the server did not start"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{bind}: the server exited"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            get(port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"),
+            "{bind}"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+#[test]
 fn serve_refuses_a_port_already_served_unless_reuse_port() {
     let (mut first, port) = serve(&[]);
     let out = Command::new(env!("CARGO_BIN_EXE_sockeye"))

@@ -59,6 +59,41 @@ fn engine_is_the_one_asked_for() {
 }
 
 #[test]
+fn start_refuses_settings_that_cannot_work() {
+    for (config, says) in [
+        (config().max_message(0), "max message 0"),
+        (config().max_rooms(0), "max rooms 0"),
+        (config().max_room_name(0), "max room name 0"),
+        (config().max_request(10), "max request 10"),
+        (
+            config().subprotocol("chat v2"),
+            "\"chat v2\" is not an HTTP token",
+        ),
+        (config().subprotocol(""), "\"\" is not an HTTP token"),
+        (
+            config().allow_origin("https://app.example.com/"),
+            "can never match: it has a path",
+        ),
+        (config().allow_origin(""), "can never match: it is empty"),
+    ] {
+        let err = Server::start(config, |_| Echo)
+            .err()
+            .unwrap_or_else(|| panic!("{says}: started"));
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains(says), "{says}: {err}");
+    }
+    // The edges that do work still start.
+    let fine = config()
+        .max_message(1)
+        .max_rooms(1)
+        .subprotocol("v2.chat")
+        .allow_origin("https://*.example.com:8443");
+    let server = Server::start(fine, |_| Echo).unwrap();
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
 fn a_port_already_listened_on_is_refused_unless_shared() {
     let first = Server::start(config(), |_| Echo).unwrap();
     let addr = first.local_addr();

@@ -27,6 +27,21 @@ const DEMO_PAGE: &str = include_str!("demo.html");
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// What the log shows: a level (error, warn, info, debug, trace) or tracing filter
+    /// directives ("info,sockeye_server=debug"). Overrides the RUST_LOG environment variable,
+    /// which is used when this is not given (default: info).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Log lines as text (coloured only on a terminal, and never with NO_COLOR set) or as JSON
+    /// objects, one per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +156,11 @@ struct ServeArgs {
     /// What broadcast does with subscribers over the backpressure bound.
     #[arg(long, value_enum, default_value = "close")]
     slow_policy: Slow,
+    /// How long a close waits for the peer's close frame before the socket is closed; also how
+    /// long a shutdown (SIGINT/SIGTERM) waits for connections to close. A second signal exits
+    /// at once.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    close_timeout: Duration,
     /// Interval of the one-line summary in the log (0 turns it off).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     stats_interval: Duration,
@@ -315,16 +335,30 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // The NATS client logs every reconnect attempt at info; the cluster bridge
-                // says what matters (not clustered, lost, back) itself.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn")),
-        )
-        .init();
     let cli = Cli::parse();
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match &cli.log_level {
+        Some(directives) => match EnvFilter::try_new(directives) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("sockeye: --log-level {directives:?}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        // The NATS client logs every reconnect attempt at info; the cluster bridge says what
+        // matters (not clustered, lost, back) itself.
+        None => EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn")),
+    };
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let log = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => log.with_ansi(colour).init(),
+        LogFormat::Json => log.json().init(),
+    }
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Connect(args) => connect(args),
@@ -432,6 +466,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         .max_message(args.max_message)
         .insecure_skip_origin_check(args.insecure_skip_origin_check)
         .handshake_timeout(args.handshake_timeout)
+        .close_timeout(args.close_timeout)
         .idle_timeout(args.idle_timeout)
         .max_backpressure(usize::try_from(args.max_backpressure).unwrap_or(usize::MAX))
         .slow_policy(match args.slow_policy {
@@ -501,8 +536,17 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
+        let mut signals = signals.forever();
+        if let Some(sig) = signals.next() {
             let _ = tx.send(sig);
+        }
+        // A second signal while draining: exit now, as a shell user pressing ^C twice means.
+        if let Some(sig) = signals.next() {
+            tracing::warn!(
+                signal = sig,
+                "second signal: exiting without waiting for connections"
+            );
+            std::process::exit(128 + sig);
         }
     });
     let mode = match args.mode {

@@ -164,6 +164,126 @@ fn serve_has_the_demo_page_and_metrics_unless_told_not_to() {
     off.wait().unwrap();
 }
 
+/// An upgraded connection to `port` (the 101 read); it never answers a close.
+fn upgraded(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    let mut b = [0u8];
+    while !resp.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        resp.push(b[0]);
+    }
+    assert!(resp.starts_with(b"HTTP/1.1 101 "));
+    s
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn shutdown_waits_the_close_timeout_and_a_second_signal_exits_at_once() {
+    // A client that never answers the close holds a shutdown for --close-timeout.
+    let (mut child, port) = serve(&["--close-timeout", "1s"]);
+    let _silent = upgraded(port);
+    let start = Instant::now();
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(900), "exited after {took:?}");
+    assert!(took < Duration::from_secs(4), "exited after {took:?}");
+
+    // With a long close timeout, the second SIGINT ends the wait at once.
+    let (mut child, port) = serve(&["--close-timeout", "60s"]);
+    let _silent = upgraded(port);
+    signal(&child, "-INT");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "still draining");
+    let start = Instant::now();
+    signal(&child, "-INT");
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(130), "{exit:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn logs_have_no_colour_off_a_terminal_and_take_a_format_and_a_level() {
+    let run = |args: &[&str]| -> String {
+        let (child, port) = serve_logged(args);
+        let _ = get(port, "/healthz");
+        signal(&child, "-TERM");
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let text = run(&[]);
+    assert!(text.contains("sockeye serving"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "colour codes in a piped log: {text:?}"
+    );
+
+    let json = run(&["--log-format", "json"]);
+    let lines: Vec<&str> = json.lines().collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"message\":\"sockeye serving\"")),
+        "{json}"
+    );
+
+    let quiet = run(&["--log-level", "warn"]);
+    assert!(!quiet.contains("sockeye serving"), "{quiet}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .args(["serve", "--port", "0", "--log-level", "info,[="])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--log-level"));
+}
+
+/// As `serve`, with stderr piped (read it with `wait_with_output`).
+fn serve_logged(args: &[&str]) -> (std::process::Child, u16) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .args(["serve", "--port", &port.to_string(), "--workers", "1"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
 #[test]
 fn serve_checks_its_values_at_start() {
     for (args, says) in [

@@ -110,6 +110,7 @@ pub struct Config {
     pub(crate) pages: Vec<Page>,
     pub(crate) metrics: bool,
     pub(crate) max_rooms: usize,
+    pub(crate) max_connections: Option<usize>,
     pub(crate) max_room_name: usize,
     #[cfg(feature = "cluster")]
     pub(crate) cluster: Option<ClusterConfig>,
@@ -153,6 +154,7 @@ impl Config {
             pages: Vec::new(),
             metrics: true,
             max_rooms: 10_000,
+            max_connections: None,
             max_room_name: 256,
             #[cfg(feature = "cluster")]
             cluster: None,
@@ -383,6 +385,16 @@ impl Config {
         self
     }
 
+    /// Most WebSocket connections open at once in the process (default: no limit but the
+    /// descriptor limit). Past it, upgrades are refused with 503 and counted in `/metrics` as
+    /// `connection_limit`; plain HTTP (`/healthz`, `/metrics`, pages) is still answered.
+    /// Workers check the count as they accept, so the process can pass it by at most one
+    /// connection per other worker. 0 is refused at start.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
     /// Longest room name, in bytes (default 256); a longer one is refused with 1008 by the
     /// built-in broadcast handler.
     pub fn max_room_name(mut self, bytes: usize) -> Self {
@@ -419,6 +431,11 @@ impl Config {
         if self.max_rooms == 0 {
             return bad(
                 "max rooms 0 would let no connection join a room; it must be at least 1".into(),
+            );
+        }
+        if self.max_connections == Some(0) {
+            return bad(
+                "max connections 0 would refuse every connection; it must be at least 1".into(),
             );
         }
         if self.max_room_name == 0 {

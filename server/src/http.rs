@@ -38,7 +38,11 @@ pub(crate) fn respond(config: &Config, hub: &Hub, buf: &[u8]) -> Option<Vec<u8>>
         }
     } else {
         let page = config.pages.iter().find(|p| p.path == path)?;
-        (200, page.content_type.as_str(), page.body.clone())
+        match hub.shutdown.load(Acquire) {
+            // Like /healthz: a draining server sends browsers elsewhere.
+            true => (503, "text/plain; charset=utf-8", "shutting down\n".into()),
+            false => (200, page.content_type.as_str(), page.body.clone()),
+        }
     };
     Some(response(status, content_type, &body, head))
 }

@@ -51,6 +51,10 @@ pub enum Refusal {
     TooLarge,
     /// 503: the server is shutting down.
     ShuttingDown,
+    /// 503: the server holds as many connections as it may ([`Config::max_connections`]).
+    ///
+    /// [`Config::max_connections`]: crate::Config::max_connections
+    ConnectionLimit,
     /// The request did not arrive within the handshake timeout.
     Timeout,
     /// Anything else (500).
@@ -59,13 +63,14 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, in the order of [`WorkerStats::refused`].
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::BadRequest,
         Refusal::Origin,
         Refusal::Method,
         Refusal::NotUpgrade,
         Refusal::TooLarge,
         Refusal::ShuttingDown,
+        Refusal::ConnectionLimit,
         Refusal::Timeout,
         Refusal::Other,
     ];
@@ -92,6 +97,7 @@ impl Refusal {
             Refusal::NotUpgrade => "not_upgrade",
             Refusal::TooLarge => "too_large",
             Refusal::ShuttingDown => "shutting_down",
+            Refusal::ConnectionLimit => "connection_limit",
             Refusal::Timeout => "timeout",
             Refusal::Other => "other",
         }
@@ -142,7 +148,7 @@ pub struct WorkerStats {
     /// Upgrades accepted (101 sent).
     pub accepted: AtomicU64,
     /// Upgrades refused, by [`Refusal`] (indexed as [`Refusal::ALL`]).
-    pub refused: [AtomicU64; 8],
+    pub refused: [AtomicU64; Refusal::ALL.len()],
     /// Plain HTTP requests answered (pages, `/metrics`, `/healthz`).
     pub http_requests: AtomicU64,
     /// Close frames sent, by code slot ([`close_slot`]).
@@ -180,7 +186,10 @@ impl WorkerStats {
     }
 
     pub(crate) fn refuse(&self, why: Refusal) {
-        let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(7);
+        let i = Refusal::ALL
+            .iter()
+            .position(|r| *r == why)
+            .unwrap_or(Refusal::ALL.len() - 1);
         Self::add(&self.refused[i], 1);
     }
 }

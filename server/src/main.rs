@@ -115,6 +115,10 @@ struct ServeArgs {
     /// the kernel still hands it get 503; once it exits, the new one takes them all).
     #[arg(long)]
     reuse_port: bool,
+    /// Most WebSocket connections open at once (default: no limit but the descriptor limit);
+    /// past it, upgrades get 503 (counted in /metrics as connection_limit).
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Worker threads, each with its own event loop (default: one per core; at least 1).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
@@ -503,6 +507,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(t) = args.compression_threshold {
         config = config.compression_threshold(usize::try_from(t).unwrap_or(usize::MAX));
+    }
+    if let Some(n) = args.max_connections {
+        config = config.max_connections(n);
     }
     if let Some(n) = args.workers {
         config = config.workers(usize::from(n));

@@ -288,13 +288,18 @@ fn config_echo_small() -> Config {
 
 #[test]
 fn healthz_is_200_then_503_while_shutting_down() {
-    let server = Server::start(config().close_timeout(Duration::from_secs(3)), |_| Echo).unwrap();
+    let config =
+        config()
+            .close_timeout(Duration::from_secs(3))
+            .page("/", "text/html", "<p>demo</p>");
+    let server = Server::start(config, |_| Echo).unwrap();
     let addr = server.local_addr();
     let ok = get(addr, "/healthz");
     assert!(
         ok.starts_with("HTTP/1.1 200 OK\r\n") && ok.ends_with("\r\n\r\nok\n"),
         "{ok}"
     );
+    assert!(get(addr, "/").ends_with("<p>demo</p>"));
     // A peer that never answers the close keeps the server draining until the close timeout.
     let mut stubborn = TcpStream::connect(addr).unwrap();
     stubborn
@@ -308,11 +313,13 @@ fn healthz_is_200_then_503_while_shutting_down() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 101 "));
     let started = Instant::now();
     server.shutdown();
-    // Meanwhile: health checks fail, upgrades are refused with 503, on every worker.
+    // Meanwhile: health checks and pages fail, upgrades are refused with 503, on every worker.
     for _ in 0..4 {
         let resp = get(addr, "/healthz");
         assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
         assert!(resp.ends_with("shutting down\n"));
+        let page = get(addr, "/");
+        assert!(page.starts_with("HTTP/1.1 503 "), "{page}");
         let err = client::dial(&format!("ws://{addr}/"), &DialOptions::new()).unwrap_err();
         assert!(err.to_string().contains("503"), "{err}");
     }
@@ -329,6 +336,51 @@ fn healthz_is_200_then_503_while_shutting_down() {
         "drained until the close timeout"
     );
     assert!(TcpStream::connect(addr).is_err(), "no longer accepting");
+}
+
+#[test]
+fn upgrades_past_max_connections_get_503_and_are_counted() {
+    let server = Server::start(config().workers(1).max_connections(2), |_| Echo).unwrap();
+    let addr = server.local_addr();
+    let url = format!("ws://{addr}/");
+    let mut a = client::dial(&url, &DialOptions::new()).unwrap();
+    let b = client::dial(&url, &DialOptions::new()).unwrap();
+    eventually(&server, "two open", |t| {
+        sample(t, "sockeye_connections") == 2
+    });
+    for _ in 0..3 {
+        let err = client::dial(&url, &DialOptions::new()).unwrap_err();
+        assert!(err.to_string().contains("503"), "{err}");
+    }
+    // Plain HTTP is still answered at the limit.
+    assert!(get(addr, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
+    // The two open ones are untouched, and a closed one makes room for a new one.
+    a.write_text("still here").unwrap();
+    assert_eq!(a.read().unwrap(), Message::Text("still here".into()));
+    drop(b);
+    eventually(&server, "one open", |t| {
+        sample(t, "sockeye_connections") == 1
+    });
+    let mut c = client::dial(&url, &DialOptions::new()).unwrap();
+    c.write_text("room again").unwrap();
+    assert_eq!(c.read().unwrap(), Message::Text("room again".into()));
+    let text = server.metrics();
+    assert_eq!(
+        sample(
+            &text,
+            "sockeye_handshakes_refused_total{reason=\"connection_limit\"}"
+        ),
+        3
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sockeye_handshakes_refused_total{reason=\"shutting_down\"}"
+        ),
+        0
+    );
+    server.shutdown();
+    server.join().unwrap();
 }
 
 #[test]

@@ -38,7 +38,10 @@ pub(super) fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, co
             let n = handshake::write_error_response(&mut resp, status, &body)
                 .expect("sized for the body");
             tracing::debug!(status, %body, "handshake refused");
-            io.stats().refuse(Refusal::from_status(status));
+            io.stats().refuse(match body.as_str() {
+                AT_LIMIT => Refusal::ConnectionLimit,
+                _ => Refusal::from_status(status),
+            });
             conn.output().stage().extend_from_slice(&resp[..n]);
             finish_refused(io, id, conn);
         }
@@ -112,11 +115,19 @@ pub(super) struct Accepted {
     pub(super) deflate: Option<Agreement>,
 }
 
+/// The body of the 503 for an upgrade past [`Config::max_connections`].
+const AT_LIMIT: &str = "the server holds as many connections as it may";
+
 /// Validates the request against the policy and writes the 101 response.
 pub(super) fn accept(io: &Io, req: &Request<'_, '_>) -> Result<Accepted, (u16, String)> {
     let config = &io.config;
     if io.hub.shutdown.load(Ordering::Acquire) {
         return Err((503, "the server is shutting down".into()));
+    }
+    if let Some(max) = config.max_connections
+        && io.hub.open_connections() >= max as u64
+    {
+        return Err((503, AT_LIMIT.into()));
     }
     let origins: Vec<&str> = config.allowed_origins.iter().map(String::as_str).collect();
     // A connection stores its subprotocol as an index + 1 in a byte: the first 255 count.

@@ -48,9 +48,15 @@ enum LogFormat {
 enum Command {
     /// Run the WebSocket server.
     Serve(ServeArgs),
-    /// Connect to a WebSocket server: stdin lines go out as messages, received messages are
-    /// printed (text as lines, binary as raw bytes). At the end of stdin the connection is
-    /// closed normally; the exit status is 0 for a normal close.
+    /// Connect to a WebSocket server: stdin goes out as messages (a text message per line, or
+    /// with --binary the bytes exactly as read, in messages of up to --chunk-size), received
+    /// messages are printed (text as lines, binary as raw bytes). At the end of stdin the
+    /// connection is closed normally (after --linger, or never with --no-close).
+    ///
+    /// Exit status: 0 when the connection ended with a normal close from either side (1000,
+    /// 1001 going away, or a close frame without a code); 1 when it could not be made or ended
+    /// otherwise (another close code, a protocol error, a reset, stdout closed); 2 for bad
+    /// arguments.
     Connect(ConnectArgs),
 }
 
@@ -58,9 +64,25 @@ enum Command {
 struct ConnectArgs {
     /// The server's URL (ws:// or http://).
     url: String,
-    /// Send each line as a binary message instead of text.
+    /// Send stdin as binary messages, byte for byte (no line splitting): each read of up to
+    /// --chunk-size bytes goes out as one message.
     #[arg(long)]
     binary: bool,
+    /// Largest binary message --binary sends (bytes; KiB/MiB suffixes allowed).
+    #[arg(long, value_parser = parse_size, default_value = "64KiB")]
+    chunk_size: u64,
+    /// After the end of stdin, keep printing what arrives for this long before closing
+    /// (e.g. 2s: `echo hi | sockeye connect --linger 2s ws://host/chat/room` shows the
+    /// room's traffic).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "no_close")]
+    linger: Option<Duration>,
+    /// Do not close at the end of stdin: print what arrives until the server closes or the
+    /// process is interrupted.
+    #[arg(long)]
+    no_close: bool,
+    /// Send a ping this often (0: never) while connected.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    ping_interval: Duration,
     /// Offer this subprotocol (repeatable, in order of preference).
     #[arg(long = "subprotocol", value_name = "NAME")]
     subprotocol: Vec<String>,
@@ -289,6 +311,46 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses `65536`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as the binary units).
+/// `connect --binary`: stdin exactly as read, each read of up to `chunk` bytes one binary
+/// message; an error only when the connection refused a write.
+fn send_bytes(
+    mut input: impl std::io::Read,
+    chunk: usize,
+    writer: &sockeye_server::client::Writer,
+) -> Result<(), sockeye_server::client::Error> {
+    let mut buf = vec![0u8; chunk.min(1 << 20)];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => writer.write_binary(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("sockeye: reading stdin: {e}");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// `connect` in text mode: a text message per line (without its `\n` or `\r\n`); lines
+/// that are not UTF-8 are skipped with a warning.
+fn send_lines(
+    input: impl std::io::BufRead,
+    writer: &sockeye_server::client::Writer,
+) -> Result<(), sockeye_server::client::Error> {
+    for line in input.split(b'\n') {
+        let Ok(mut line) = line else { break };
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        match String::from_utf8(line) {
+            Ok(text) => writer.write_text(&text)?,
+            Err(_) => eprintln!("sockeye: skipped a line that is not UTF-8 (use --binary)"),
+        }
+    }
+    Ok(())
+}
+
 /// `--bind`: `IP:PORT`, `HOST:PORT` (resolved now: its first IPv4 address, else its first) or
 /// `:PORT` on the default host.
 fn parse_bind(s: &str) -> Result<SocketAddr, String> {
@@ -371,7 +433,7 @@ fn main() -> ExitCode {
 
 fn connect(args: ConnectArgs) -> ExitCode {
     use sockeye_server::client::{self, DialOptions, Message};
-    use std::io::{BufRead, Write};
+    use std::io::Write;
 
     let mut options = DialOptions::new()
         .connect_timeout(args.timeout)
@@ -410,29 +472,42 @@ fn connect(args: ConnectArgs) -> ExitCode {
             conn.subprotocol().unwrap_or("none")
         );
     }
+    if args.chunk_size == 0 || args.chunk_size > args.max_message {
+        eprintln!(
+            "sockeye: --chunk-size must be between 1 byte and --max-message ({} bytes)",
+            args.max_message
+        );
+        return ExitCode::from(2);
+    }
     let writer = conn.writer().clone();
-    let binary = args.binary;
+    if !args.ping_interval.is_zero() {
+        let (pinger, every) = (writer.clone(), args.ping_interval);
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                if pinger.send_ping(b"sockeye").is_err() {
+                    return; // closed: the reading side reports how
+                }
+            }
+        });
+    }
+    let (binary, chunk) = (
+        args.binary,
+        usize::try_from(args.chunk_size).unwrap_or(usize::MAX),
+    );
+    let (linger, no_close) = (args.linger, args.no_close);
     std::thread::spawn(move || {
         let stdin = std::io::stdin().lock();
-        for line in stdin.split(b'\n') {
-            let Ok(mut line) = line else { break };
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            let sent = if binary {
-                writer.write_binary(&line)
-            } else {
-                match String::from_utf8(line) {
-                    Ok(text) => writer.write_text(&text),
-                    Err(_) => {
-                        eprintln!("sockeye: skipped a line that is not UTF-8 (use --binary)");
-                        continue;
-                    }
-                }
-            };
-            if sent.is_err() {
-                return; // the reading side reports how the connection ended
-            }
+        let sent = if binary {
+            send_bytes(stdin, chunk, &writer)
+        } else {
+            send_lines(stdin, &writer)
+        };
+        if sent.is_err() || no_close {
+            return; // the reading side reports how the connection ended, or waits for it
+        }
+        if let Some(d) = linger {
+            std::thread::sleep(d);
         }
         // End of input: close normally; the main thread prints what arrives until the close.
         let _ = writer.close(sockeye_server::CloseCode::NORMAL, "");

@@ -96,9 +96,23 @@ fn connect_prints_echoes_and_exits_with_the_close() {
         "{stderr}"
     );
 
-    let out = run_connect(&["--binary", &url], b"\x00\xff\nraw");
-    assert!(out.status.success());
-    assert_eq!(out.stdout, b"\x00\xffraw");
+    // --binary is byte-exact: newlines, CRs and every other byte come back as sent, in
+    // messages of at most --chunk-size.
+    let mut noise = Vec::with_capacity(20_000);
+    let mut x = 0x9e37_79b9_u32;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        noise.push(x as u8);
+    }
+    noise.extend_from_slice(b"\r\n\n\x00\xff");
+    let out = run_connect(&["--binary", "--chunk-size", "4KiB", &url], &noise);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout.len(), noise.len());
+    assert!(out.stdout == noise, "the bytes came back changed");
+    let out = run_connect(&["--binary", "--chunk-size", "0", &url], b"x");
+    assert_eq!(out.status.code(), Some(2));
 
     // A header that breaks the request is refused before anything is sent.
     let out = run_connect(&["-H", "X-Bad: a\rb", &url], b"");
@@ -111,6 +125,52 @@ fn connect_prints_echoes_and_exits_with_the_close() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("refused"), "{stderr}");
+}
+
+#[test]
+fn connect_lingers_or_stays_to_print_a_rooms_traffic() {
+    let config = sockeye_server::Config::new("127.0.0.1:0".parse().unwrap()).workers(1);
+    let server = sockeye_server::Server::start(config, |_| sockeye_server::Broadcast).unwrap();
+    let url = format!("ws://{}/chat/room", server.local_addr());
+    // Someone else in the room speaks once `sockeye connect` is in it too.
+    let speak = || {
+        let mut other =
+            sockeye_server::client::dial(&url, &sockeye_server::client::DialOptions::new())
+                .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.metrics().contains("\nsockeye_connections 2\n") {
+            assert!(Instant::now() < deadline, "sockeye connect did not join");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        other.write_text("from the room").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = other.close(sockeye_server::CloseCode::NORMAL, "");
+    };
+    let out = std::thread::scope(|s| {
+        s.spawn(speak);
+        run_connect(&["--linger", "3s", &url], b"hi\n")
+    });
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("hi\n"), "{printed}");
+    assert!(printed.contains("from the room\n"), "{printed}");
+
+    // --no-close: the end of stdin does not end the connection; the server's close does.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .args(["connect", "--no-close", &url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    speak();
+    assert!(child.try_wait().unwrap().is_none(), "still connected");
+    server.shutdown();
+    server.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    // The server's shutdown close (1001, going away) is a normal end: status 0.
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "from the room\n");
 }
 
 /// Starts `sockeye serve` with `args` on a free port; the process and its port.

@@ -173,6 +173,60 @@ fn connect_lingers_or_stays_to_print_a_rooms_traffic() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "from the room\n");
 }
 
+#[test]
+fn connect_pings_at_the_interval_asked_for() {
+    // A hand-written server that upgrades and then records the frames it gets.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .args(["connect", "--no-close", "--ping-interval", "200ms", &url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut request = Vec::new();
+    let mut b = [0u8];
+    while !request.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        request.push(b[0]);
+    }
+    let request = String::from_utf8(request).unwrap();
+    let key = request
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .expect("a key");
+    let accept = sockeye_codec::handshake::accept_key(key.trim().as_bytes());
+    write!(
+        s,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        std::str::from_utf8(&accept).unwrap()
+    )
+    .unwrap();
+    // Three masked pings (opcode 9, "sockeye") within a second and a half.
+    let start = Instant::now();
+    for _ in 0..3 {
+        let mut head = [0u8; 6];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(head[0], 0x89, "a ping");
+        assert_eq!(head[1], 0x80 | 7, "masked, 7 bytes");
+        let mut payload = [0u8; 7];
+        s.read_exact(&mut payload).unwrap();
+        for (i, byte) in payload.iter_mut().enumerate() {
+            *byte ^= head[2 + i % 4];
+        }
+        assert_eq!(&payload, b"sockeye");
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Starts `sockeye serve` with `args` on a free port; the process and its port.
 fn serve(args: &[&str]) -> (std::process::Child, u16) {
     let port = {

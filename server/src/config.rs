@@ -109,6 +109,7 @@ pub struct Config {
     pub(crate) compression_threshold: Option<usize>,
     pub(crate) pages: Vec<Page>,
     pub(crate) metrics: bool,
+    pub(crate) metrics_path: bool,
     pub(crate) max_rooms: usize,
     pub(crate) max_connections: Option<usize>,
     pub(crate) max_room_name: usize,
@@ -153,6 +154,7 @@ impl Config {
             compression_threshold: None,
             pages: Vec::new(),
             metrics: true,
+            metrics_path: true,
             max_rooms: 10_000,
             max_connections: None,
             max_room_name: 256,
@@ -374,6 +376,15 @@ impl Config {
     /// `GET /healthz` (200 while accepting, 503 once shutting down) are answered. Default on.
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
+        self
+    }
+
+    /// Whether `GET /metrics` is answered on the WebSocket port when [`Config::metrics`] is on
+    /// (default true). Off, only `/healthz` is, and the metrics are served elsewhere through
+    /// [`Server::metrics_handle`](crate::Server::metrics_handle), as `sockeye serve
+    /// --metrics-bind` does on its own address.
+    pub fn metrics_path(mut self, on: bool) -> Self {
+        self.metrics_path = on;
         self
     }
 

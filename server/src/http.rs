@@ -3,6 +3,7 @@
 //! keeps getting 426 Upgrade Required.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use crate::config::Config;
@@ -25,25 +26,26 @@ pub(crate) fn respond(config: &Config, hub: &Hub, buf: &[u8]) -> Option<Vec<u8>>
         _ => return None,
     };
     let path = req.path?.split(['?', '#']).next().unwrap_or_default();
-    let (status, content_type, body) = if config.metrics && path == "/metrics" {
-        (
-            200,
-            PROMETHEUS,
-            render_metrics(config, hub).into_bytes().into(),
-        )
-    } else if config.metrics && path == "/healthz" {
-        match hub.shutdown.load(Acquire) {
-            false => (200, "text/plain; charset=utf-8", "ok\n".into()),
-            true => (503, "text/plain; charset=utf-8", "shutting down\n".into()),
-        }
-    } else {
-        let page = config.pages.iter().find(|p| p.path == path)?;
-        match hub.shutdown.load(Acquire) {
-            // Like /healthz: a draining server sends browsers elsewhere.
-            true => (503, "text/plain; charset=utf-8", "shutting down\n".into()),
-            false => (200, page.content_type.as_str(), page.body.clone()),
-        }
-    };
+    let (status, content_type, body) =
+        if config.metrics && config.metrics_path && path == "/metrics" {
+            (
+                200,
+                PROMETHEUS,
+                render_metrics(config, hub).into_bytes().into(),
+            )
+        } else if config.metrics && path == "/healthz" {
+            match hub.shutdown.load(Acquire) {
+                false => (200, "text/plain; charset=utf-8", "ok\n".into()),
+                true => (503, "text/plain; charset=utf-8", "shutting down\n".into()),
+            }
+        } else {
+            let page = config.pages.iter().find(|p| p.path == path)?;
+            match hub.shutdown.load(Acquire) {
+                // Like /healthz: a draining server sends browsers elsewhere.
+                true => (503, "text/plain; charset=utf-8", "shutting down\n".into()),
+                false => (200, page.content_type.as_str(), page.body.clone()),
+            }
+        };
     Some(response(status, content_type, &body, head))
 }
 
@@ -63,6 +65,28 @@ fn response(status: u16, content_type: &str, body: &[u8], head: bool) -> Vec<u8>
         out.extend_from_slice(body);
     }
     out
+}
+
+/// What `/metrics` and `/healthz` answer, from any thread and for as long as it is kept (a
+/// [`Server::metrics_handle`](crate::Server::metrics_handle)): for serving them on another
+/// listener.
+#[derive(Clone)]
+pub struct Metrics {
+    pub(crate) config: Arc<Config>,
+    pub(crate) hub: Arc<Hub>,
+}
+
+impl Metrics {
+    /// Every worker's counters, summed, and the `process_*` families, in the Prometheus text
+    /// format: what `GET /metrics` answers.
+    pub fn render(&self) -> String {
+        render_metrics(&self.config, &self.hub)
+    }
+
+    /// Whether the server accepts connections (`/healthz`'s 200); false once it shuts down.
+    pub fn accepting(&self) -> bool {
+        !self.hub.shutdown.load(Acquire)
+    }
 }
 
 /// Every worker's counters, summed, in the Prometheus text format.
@@ -269,5 +293,103 @@ pub(crate) fn render_metrics(config: &Config, hub: &Hub) -> String {
         "Provided receive buffers, allocated once per worker and shared by its connections.",
         &one((config.recv_buffers as usize * config.recv_buffer_size * stats.len()) as u64),
     );
+    family(
+        "sockeye_build_info",
+        "gauge",
+        "The sockeye build serving (label version), always 1.",
+        &[(format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1)],
+    );
+    process_metrics(&mut out);
     out
+}
+
+/// The standard `process_*` families (as the Prometheus client libraries write them), read
+/// from `/proc/self`; a value that cannot be read is left out rather than guessed.
+fn process_metrics(out: &mut String) {
+    let mut gauge = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    let ticks = 100.0; // USER_HZ: /proc's clock ticks are 1/100 s on every Linux
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        // With the state as field 0: utime 11, stime 12, starttime 19.
+        if let (Some(u), Some(s)) = (field(11), field(12)) {
+            gauge(
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                (u + s) / ticks,
+            );
+        }
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        });
+        if let (Some(boot), Some(start)) = (boot, field(19)) {
+            gauge(
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since unix epoch in seconds.",
+                boot + start / ticks,
+            );
+        }
+    }
+    // Sizes from `status`, in kB there, so no page size is assumed.
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        };
+        if let Some(rss) = kb("VmRSS:") {
+            gauge(
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                rss * 1024.0,
+            );
+        }
+        if let Some(size) = kb("VmSize:") {
+            gauge(
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size in bytes.",
+                size * 1024.0,
+            );
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            fds.count() as f64,
+        );
+    }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+        let soft = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<f64>().ok());
+        if let Some(max) = soft {
+            gauge(
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                max,
+            );
+        }
+    }
 }

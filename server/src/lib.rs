@@ -65,6 +65,7 @@ pub use handler::{
     Chunk, Handler, JoinError, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket,
 };
 pub use handlers::{Broadcast, Echo, join_path};
+pub use http::Metrics;
 pub use hub::{CLOSE_SLOTS, Poster, Refusal, WorkerStats, close_slot};
 pub use id::ConnId;
 pub use sockeye_codec::CloseCode;
@@ -271,6 +272,15 @@ impl Server {
     /// answers), for applications that expose metrics elsewhere.
     pub fn metrics(&self) -> String {
         http::render_metrics(&self.config, &self.hub)
+    }
+
+    /// A handle that renders [`Server::metrics`] and tells whether the server accepts, from
+    /// any thread, for serving them somewhere else than the WebSocket port.
+    pub fn metrics_handle(&self) -> http::Metrics {
+        http::Metrics {
+            config: self.config.clone(),
+            hub: self.hub.clone(),
+        }
     }
 
     /// Starts a graceful shutdown: close every connection with 1001 and wait up to the close

@@ -137,6 +137,10 @@ struct ServeArgs {
     /// the kernel still hands it get 503; once it exits, the new one takes them all).
     #[arg(long)]
     reuse_port: bool,
+    /// Serve /metrics (and /healthz) on this address of their own (IP:PORT, HOST:PORT or
+    /// :PORT) instead of the WebSocket port, which keeps answering /healthz.
+    #[arg(long, value_parser = parse_bind, value_name = "ADDR", conflicts_with = "no_metrics")]
+    metrics_bind: Option<SocketAddr>,
     /// Most WebSocket connections open at once (default: no limit but the descriptor limit);
     /// past it, upgrades get 503 (counted in /metrics as connection_limit).
     #[arg(long)]
@@ -311,6 +315,56 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses `65536`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as the binary units).
+/// `--metrics-bind`: answers `GET /metrics` and `GET /healthz` on its own listener, one request
+/// per connection, one connection at a time (a scrape is small and rare), each bounded to 8 KiB
+/// of request and 5 s of reading and writing.
+fn serve_metrics(listener: &std::net::TcpListener, metrics: &sockeye_server::Metrics) {
+    use std::io::{Read, Write};
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+        let mut request = Vec::with_capacity(512);
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+        let mut parts = line.split(|&b| b == b' ');
+        let (method, target) = (parts.next(), parts.next());
+        let path = target.map(|t| t.split(|&b| b == b'?').next().unwrap_or_default());
+        let text = "text/plain; charset=utf-8";
+        let (status, content_type, body) = match (method, path) {
+            (Some(b"GET"), Some(b"/metrics")) => (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics.render(),
+            ),
+            (Some(b"GET"), Some(b"/healthz")) if metrics.accepting() => {
+                ("200 OK", text, "ok\n".into())
+            }
+            (Some(b"GET"), Some(b"/healthz")) => {
+                ("503 Service Unavailable", text, "shutting down\n".into())
+            }
+            (Some(b"GET"), _) => ("404 Not Found", text, "not found\n".into()),
+            _ => (
+                "400 Bad Request",
+                text,
+                "only GET /metrics and GET /healthz\n".into(),
+            ),
+        };
+        let _ = write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+             Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
 /// `connect --binary`: stdin exactly as read, each read of up to `chunk` bytes one binary
 /// message; an error only when the connection refused a write.
 fn send_bytes(
@@ -607,6 +661,20 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Bound before the workers start, so a taken address fails the start.
+    let metrics_listener = match args.metrics_bind {
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                config = config.metrics_path(false);
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("sockeye: cannot listen for metrics on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let (broadcast, demo) = (matches!(args.mode, Mode::Broadcast), !args.no_demo);
     let started = Server::start(config, move |_| Serve { broadcast, demo });
     let server = match started {
@@ -616,6 +684,21 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(listener) = metrics_listener {
+        let metrics = server.metrics_handle();
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(url = %format!("http://{addr}/metrics"), "metrics");
+        }
+        let spawned = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || serve_metrics(&listener, &metrics));
+        if let Err(e) = spawned {
+            eprintln!("sockeye: cannot start the metrics thread: {e}");
+            server.shutdown();
+            let _ = server.join();
+            return ExitCode::FAILURE;
+        }
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut signals = signals.forever();

@@ -511,6 +511,44 @@ fn serve_refuses_a_port_already_served_unless_reuse_port() {
 }
 
 #[test]
+fn serve_puts_metrics_on_their_own_address_with_metrics_bind() {
+    let metrics_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (mut child, port) = serve(&["--metrics-bind", &format!(":{metrics_port}")]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", metrics_port)).is_err() {
+        assert!(Instant::now() < deadline, "no metrics listener");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let scrape = get(metrics_port, "/metrics");
+    assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape}");
+    assert!(scrape.contains("\nsockeye_connections 0\n"), "{scrape}");
+    assert!(
+        scrape.contains("\nprocess_resident_memory_bytes "),
+        "{scrape}"
+    );
+    assert!(get(metrics_port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(get(metrics_port, "/other").starts_with("HTTP/1.1 404 "));
+    // The WebSocket port no longer answers /metrics but still /healthz.
+    assert!(get(port, "/metrics").starts_with("HTTP/1.1 426 "));
+    assert!(get(port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A taken metrics address fails the start.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .args(["serve", "--port", "0", "--metrics-bind", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen for metrics"));
+}
+
+#[test]
 fn serve_refuses_bad_cluster_settings_at_start() {
     for (args, says) in [
         (&["--cluster", "not a url"][..], "cluster URL"),

@@ -384,6 +384,59 @@ fn upgrades_past_max_connections_get_503_and_are_counted() {
 }
 
 #[test]
+fn metrics_have_the_process_families_and_the_build() {
+    let server = Server::start(config(), |_| Echo).unwrap();
+    let addr = server.local_addr();
+    let resp = get(addr, "/metrics");
+    let text = resp.split_once("\r\n\r\n").unwrap().1;
+    check_with_prometheus_parser(text);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    // A running server with its receive rings holds more than a megabyte.
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_max_fds") >= value("process_open_fds"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = value("process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 86_400.0,
+        "{started} vs {now}"
+    );
+    let build = format!(
+        "sockeye_build_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.contains(&build), "{text}");
+
+    // metrics_path(false): the port keeps /healthz and the handle renders the metrics.
+    let elsewhere = Server::start(config().metrics_path(false), |_| Echo).unwrap();
+    let addr = elsewhere.local_addr();
+    assert!(get(addr, "/metrics").starts_with("HTTP/1.1 426 "));
+    assert!(get(addr, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
+    let handle = elsewhere.metrics_handle();
+    assert!(handle.accepting());
+    assert!(handle.render().contains("\nsockeye_connections 0\n"));
+    for s in [server, elsewhere] {
+        s.shutdown();
+        s.join().unwrap();
+    }
+    assert!(
+        !handle.accepting(),
+        "the handle outlives the server and says it stopped"
+    );
+}
+
+#[test]
 fn metrics_and_healthz_can_be_turned_off() {
     let server = Server::start(config().metrics(false), |_| Echo).unwrap();
     let addr = server.local_addr();

@@ -279,7 +279,8 @@ impl Conn {
     }
 
     /// Sets the deadline for reads (`None`: none). A read that passes it fails with
-    /// [`io::ErrorKind::TimedOut`]; the connection stays usable, and a message cut by the
+    /// [`Error::Timeout`]`("read deadline")` ([`io::ErrorKind::TimedOut`] through `Read`); the
+    /// connection stays usable, and a message cut by the
     /// deadline continues with the next read.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
         self.read_deadline = deadline;
@@ -502,7 +503,7 @@ impl Conn {
             match self.next_piece() {
                 Ok(_) => continue,
                 Err(Error::Closed(c)) if c.code != Some(CloseCode::ABNORMAL) => return Ok(()),
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                Err(Error::Timeout(_)) => {
                     self.writer.close_now();
                     self.finish(Ended::Closed(CloseError::abnormal(
                         "no close frame from the peer within 5 s",
@@ -634,7 +635,7 @@ impl Conn {
             Some(d) => Some(
                 d.checked_duration_since(Instant::now())
                     .filter(|t| !t.is_zero())
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "read deadline"))?,
+                    .ok_or(Error::Timeout("read deadline"))?,
             ),
             None => None,
         };
@@ -652,7 +653,14 @@ impl Conn {
                 Err(self.finish(Ended::Closed(CloseError::abnormal(why))))
             }
             Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(Error::Io(e)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                Err(Error::Timeout("read deadline"))
+            }
             Err(e) => {
                 let err = CloseError::abnormal(&e.to_string());
                 self.finish(Ended::Closed(err));

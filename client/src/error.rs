@@ -61,7 +61,9 @@ pub enum Error {
     Url(String),
     /// A `wss://` (or `https://`) URL: TLS is not supported yet.
     TlsUnsupported,
-    /// Connecting or the opening handshake did not finish within its timeout.
+    /// Something did not finish within its timeout or deadline; the text says what: `connect`,
+    /// `handshake`, `read deadline`, `write deadline`, `ping`, `close handshake`. Every
+    /// timeout is reported this way (through `Read`/`Write` it is [`io::ErrorKind::TimedOut`]).
     Timeout(&'static str),
     /// The server did not accept the upgrade.
     Handshake {
@@ -92,7 +94,7 @@ pub enum Error {
     /// The argument cannot be sent (a control payload over 125 bytes, a close code that must not
     /// be sent, a reason over 123 bytes, ...).
     Invalid(sockeye_codec::EncodeError),
-    /// An I/O error (a read or write deadline passing is [`io::ErrorKind::TimedOut`]).
+    /// An I/O error other than a timeout (those are [`Error::Timeout`]).
     Io(io::Error),
 }
 

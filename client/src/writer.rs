@@ -16,7 +16,7 @@ use sockeye_codec::{CloseCode, DataKind, Role};
 
 use sockeye_codec::deflate::{PerMessageDeflate, Pool};
 
-use super::error::{CloseError, Error, deadline_error};
+use super::error::{CloseError, Error};
 use crate::masks::OsMaskKeys;
 
 /// How long a close handshake waits for the peer's close frame (coder/websocket's 5 s).
@@ -191,7 +191,7 @@ impl Out {
                         // stream can carry nothing after them.
                         self.broken = true;
                         self.out.clear();
-                        io::Error::new(io::ErrorKind::TimedOut, "write deadline")
+                        Error::Timeout("write deadline")
                     })?,
             ),
             None => None,
@@ -205,7 +205,12 @@ impl Out {
                 // Part of a frame may be out: the stream cannot carry another frame.
                 self.broken = true;
                 self.out.clear();
-                return Err(Error::Io(deadline_error(e)));
+                return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        Error::Timeout("write deadline")
+                    }
+                    _ => Error::Io(e),
+                });
             }
         }
         Ok(())
@@ -448,7 +453,8 @@ impl Writer {
     }
 
     /// Sets the deadline for writes (`None`: no deadline). A write that passes it fails with
-    /// [`io::ErrorKind::TimedOut`], and the connection can then no longer be written to.
+    /// [`Error::Timeout`]`("write deadline")` ([`io::ErrorKind::TimedOut`] through `Write`),
+    /// and the connection can then no longer be written to.
     pub fn set_write_deadline(&self, deadline: Option<Instant>) {
         lock(&self.shared.out).deadline = deadline;
     }

@@ -139,7 +139,7 @@ fn read_limit_closes_with_1009_and_deadline_resumes() {
     conn.set_read_deadline(Some(Instant::now() + Duration::from_millis(100)));
     let t = Instant::now();
     match conn.read() {
-        Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut),
+        Err(Error::Timeout("read deadline")) => {}
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(t.elapsed() < Duration::from_secs(2));
@@ -513,6 +513,88 @@ fn tunnel_carries_http_through_tungstenite() {
     assert_eq!((got.len(), len), (body.len(), body.len()));
     assert_eq!(checksum(got), sum);
     drop(tunnel);
+    server.join().unwrap();
+}
+
+#[test]
+fn a_tunnel_write_past_the_peers_limit_goes_out_as_several_messages() {
+    // The server refuses messages over 64 KiB (1009); the tunnel sends 32 KiB ones.
+    let server = echo_server(local().max_message(64 << 10));
+    let conn = client::dial(&url(server.local_addr()), &DialOptions::new()).unwrap();
+    let mut tunnel = Tunnel::new(conn, DataKind::Binary);
+    let data = blob(200_000);
+    let writer = tunnel.writer();
+    let sending = {
+        let (mut writer, data) = (writer, data.clone());
+        std::thread::spawn(move || writer.write_all(&data).unwrap())
+    };
+    let mut back = vec![0u8; data.len()];
+    tunnel.read_exact(&mut back).unwrap();
+    sending.join().unwrap();
+    assert!(back == data, "the echo differs");
+
+    // Text is cut only between characters (a cut inside one would be invalid UTF-8: 1007).
+    let conn = client::dial(&url(server.local_addr()), &DialOptions::new()).unwrap();
+    let mut tunnel = Tunnel::new(conn, DataKind::Text).max_message(1000);
+    let text = "κόσμε 𝄞 ".repeat(500);
+    tunnel.write_all(text.as_bytes()).unwrap();
+    let mut back = vec![0u8; text.len()];
+    tunnel.read_exact(&mut back).unwrap();
+    assert_eq!(String::from_utf8(back).unwrap(), text);
+    drop(tunnel);
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn a_write_past_its_deadline_is_a_timeout() {
+    // A server that upgrades and then never reads.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut b = [0u8];
+        while !request.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).unwrap();
+            request.push(b[0]);
+        }
+        let request = String::from_utf8(request).unwrap();
+        let key = request
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        let accept = sockeye_codec::handshake::accept_key(key.trim().as_bytes());
+        let head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            std::str::from_utf8(&accept).unwrap()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let _ = done_rx.recv(); // hold the socket, unread, until the test is done
+    });
+    let conn = client::dial(&url(addr), &DialOptions::new()).unwrap();
+    conn.set_write_deadline(Some(Instant::now() + Duration::from_millis(300)));
+    let big = vec![0u8; 1 << 20];
+    let start = Instant::now();
+    let err = loop {
+        if let Err(e) = conn.write_binary(&big) {
+            break e;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the socket never filled"
+        );
+    };
+    assert!(matches!(err, Error::Timeout("write deadline")), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // Through io::Write it is TimedOut.
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::TimedOut
+    );
+    done_tx.send(()).unwrap();
     server.join().unwrap();
 }
 

@@ -158,8 +158,7 @@ fn strip_ansi(s: &str) -> String {
 
 /// A read that ended at its deadline (the connection stays usable).
 fn timed_out(e: &client::Error) -> bool {
-    use std::io::ErrorKind::{TimedOut, WouldBlock};
-    matches!(e, client::Error::Io(io) if matches!(io.kind(), TimedOut | WouldBlock))
+    matches!(e, client::Error::Timeout("read deadline"))
 }
 
 fn text(c: &mut Conn) -> String {

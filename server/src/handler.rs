@@ -43,6 +43,35 @@ pub enum SendStatus {
 /// (`sockeye_handler_panics_total`), and the worker goes on with its other connections. The
 /// handler's own state is whatever the panic left it in.
 pub trait Handler: 'static {
+    /// An upgrade request passed the server's own checks (origin, version, limits) and is
+    /// about to be answered with 101: the place to authenticate, or to refuse with an HTTP
+    /// status before any WebSocket exists (401 without credentials, 403, 429 when a client
+    /// opens too many). By default every request is admitted.
+    ///
+    /// ```
+    /// use sockeye_server::{Admission, Handler, Message, UpgradeRequest, WebSocket};
+    ///
+    /// struct Authenticated;
+    /// impl Handler for Authenticated {
+    ///     fn on_upgrade(&mut self, req: &UpgradeRequest<'_>) -> Admission {
+    ///         match req.header("authorization") {
+    ///             Some("Bearer let-me-in") => Admission::Accept,
+    ///             Some(_) => Admission::refuse(403, "wrong token"),
+    ///             None => Admission::refuse(401, "send a bearer token"),
+    ///         }
+    ///     }
+    ///     fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: Message<'_>) {
+    ///         if let Message::Text(t) = msg {
+    ///             let _ = ws.send_text(t);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn on_upgrade(&mut self, req: &UpgradeRequest<'_>) -> Admission {
+        let _ = req;
+        Admission::Accept
+    }
+
     /// A connection completed its handshake.
     fn on_open(&mut self, ws: &mut WebSocket<'_>) {
         let _ = ws;
@@ -404,3 +433,83 @@ impl std::fmt::Display for JoinError {
 }
 
 impl std::error::Error for JoinError {}
+
+/// An upgrade request, as [`Handler::on_upgrade`] sees it before the 101.
+pub struct UpgradeRequest<'r> {
+    pub(crate) req: &'r sockeye_codec::handshake::Request<'r, 'r>,
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+impl<'r> UpgradeRequest<'r> {
+    /// The request target as sent, e.g. `/chat/lobby?token=x`.
+    pub fn target(&self) -> &'r str {
+        self.req.path
+    }
+
+    /// The path of the target, without its query: `/chat/lobby`.
+    pub fn path(&self) -> &'r str {
+        self.req.path.split(['?', '#']).next().unwrap_or_default()
+    }
+
+    /// The query of the target, without the `?`: `token=x` (undecoded).
+    pub fn query(&self) -> Option<&'r str> {
+        let (_, q) = self.req.path.split_once('?')?;
+        Some(q.split('#').next().unwrap_or_default())
+    }
+
+    /// The first header named `name` (ASCII case-insensitive), if its value is UTF-8.
+    pub fn header(&self, name: &str) -> Option<&'r str> {
+        self.req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    }
+
+    /// Every header, in order, as name and raw value.
+    pub fn headers(&self) -> impl Iterator<Item = (&'r str, &'r [u8])> + '_ {
+        self.req.headers.iter().map(|h| (h.name, h.value))
+    }
+
+    /// The `Origin` header, if any (browsers always send one).
+    pub fn origin(&self) -> Option<&'r str> {
+        self.req.origin
+    }
+
+    /// The subprotocols the client offers, in its order.
+    pub fn protocols(&self) -> &[&'r str] {
+        &self.req.protocols
+    }
+
+    /// The peer's address (the proxy's, behind one).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+}
+
+/// What [`Handler::on_upgrade`] decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Admission {
+    /// Answer 101: the connection opens.
+    Accept,
+    /// Answer with this HTTP status (400–599; others are sent as 500) and a plain-text body
+    /// (at most 4 KiB; longer is cut), then close the socket. Counted in `/metrics` as
+    /// `handler`.
+    Refuse {
+        /// The HTTP status.
+        status: u16,
+        /// The plain-text body.
+        body: String,
+    },
+}
+
+impl Admission {
+    /// [`Admission::Refuse`] with `status` and `body`.
+    pub fn refuse(status: u16, body: impl Into<String>) -> Admission {
+        Admission::Refuse {
+            status,
+            body: body.into(),
+        }
+    }
+}

@@ -55,6 +55,9 @@ pub enum Refusal {
     ///
     /// [`Config::max_connections`]: crate::Config::max_connections
     ConnectionLimit,
+    /// The application's [`Handler::on_upgrade`](crate::Handler::on_upgrade) refused it, with
+    /// its own status.
+    Handler,
     /// The request did not arrive within the handshake timeout.
     Timeout,
     /// Anything else (500).
@@ -63,7 +66,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, in the order of [`WorkerStats::refused`].
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::BadRequest,
         Refusal::Origin,
         Refusal::Method,
@@ -71,6 +74,7 @@ impl Refusal {
         Refusal::TooLarge,
         Refusal::ShuttingDown,
         Refusal::ConnectionLimit,
+        Refusal::Handler,
         Refusal::Timeout,
         Refusal::Other,
     ];
@@ -98,6 +102,7 @@ impl Refusal {
             Refusal::TooLarge => "too_large",
             Refusal::ShuttingDown => "shutting_down",
             Refusal::ConnectionLimit => "connection_limit",
+            Refusal::Handler => "handler",
             Refusal::Timeout => "timeout",
             Refusal::Other => "other",
         }

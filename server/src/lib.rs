@@ -62,7 +62,8 @@ pub use config::ClusterConfig;
 pub use config::{Config, Engine, SlowPolicy};
 pub use connect::Connect;
 pub use handler::{
-    Chunk, Handler, JoinError, Message, OwnedMessage, PreparedMessage, SendStatus, WebSocket,
+    Admission, Chunk, Handler, JoinError, Message, OwnedMessage, PreparedMessage, SendStatus,
+    UpgradeRequest, WebSocket,
 };
 pub use handlers::{Broadcast, Echo, join_path};
 pub use http::Metrics;

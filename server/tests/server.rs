@@ -370,6 +370,86 @@ fn http(addr: SocketAddr, request: &[u8]) -> String {
     resp
 }
 
+/// Admits `Authorization: Bearer ok` only, with a different refusal for each other case.
+struct Gate;
+
+impl Handler for Gate {
+    fn on_upgrade(
+        &mut self,
+        req: &sockeye_server::UpgradeRequest<'_>,
+    ) -> sockeye_server::Admission {
+        use sockeye_server::Admission;
+        assert!(req.peer_addr().is_some_and(|a| a.ip().is_loopback()));
+        assert_eq!(req.path(), "/gate");
+        match (req.header("AUTHORIZATION"), req.query()) {
+            (_, Some("panic")) => panic!("a bug in the application's check"),
+            (Some("Bearer ok"), _) => Admission::Accept,
+            (_, Some("busy")) => Admission::refuse(429, "slow down"),
+            (_, Some("odd")) => Admission::refuse(200, "200 is not a refusal"),
+            (Some(_), _) => Admission::refuse(403, "wrong token"),
+            (None, _) => Admission::refuse(401, "é".repeat(5_000)),
+        }
+    }
+
+    fn on_message(&mut self, ws: &mut WebSocket<'_>, msg: SMessage<'_>) {
+        let _ = match msg {
+            SMessage::Text(t) => ws.send_text(t),
+            SMessage::Binary(b) => ws.send_binary(b),
+        };
+    }
+}
+
+#[test]
+fn the_pre_upgrade_hook_refuses_with_its_own_status_before_the_101() {
+    let server = Server::start(config(), |_| Gate).unwrap();
+    let addr = server.local_addr();
+    let request = |target: &str, extra: &str| {
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        )
+    };
+    let r = http(addr, request("/gate", "").as_bytes());
+    assert!(r.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{r}");
+    let body = r.split_once("\r\n\r\n").unwrap().1;
+    assert!(body.len() <= 4097, "the body is bounded: {}", body.len());
+    assert!(body.starts_with("éé"));
+    let r = http(
+        addr,
+        request("/gate", "Authorization: Bearer no\r\n").as_bytes(),
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 403 Forbidden\r\n") && r.ends_with("wrong token\n"),
+        "{r}"
+    );
+    let r = http(addr, request("/gate?busy", "").as_bytes());
+    assert!(r.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{r}");
+    let r = http(addr, request("/gate?odd", "").as_bytes());
+    assert!(r.starts_with("HTTP/1.1 500 "), "{r}");
+    let r = http(addr, request("/gate?panic", "").as_bytes());
+    assert!(r.starts_with("HTTP/1.1 500 "), "{r}");
+    // Admitted: the upgrade completes and the connection works, the panic notwithstanding.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request("/gate", "Authorization: Bearer ok\r\n").as_bytes())
+        .unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    s.write_all(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']).unwrap();
+    let mut echo = [0u8; 4];
+    s.read_exact(&mut echo).unwrap();
+    assert_eq!(echo, [0x81, 2, b'h', b'i']);
+    let text = server.metrics();
+    assert!(
+        text.contains("sockeye_handshakes_refused_total{reason=\"handler\"} 5\n"),
+        "{text}"
+    );
+    assert!(text.contains("sockeye_handler_panics_total 1\n"), "{text}");
+    drop(s); // (a peer that never answers the shutdown's close would hold it 5 s)
+    server.shutdown();
+    server.join().unwrap();
+}
+
 #[test]
 fn http_errors_origins_and_subprotocols() {
     let config = config()

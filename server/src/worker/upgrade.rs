@@ -2,6 +2,7 @@
 //! HTTP error, or a plain page), and the connection opened.
 
 use super::*;
+use crate::handler::{Admission, UpgradeRequest};
 
 /// Tries to complete the upgrade from the request bytes received so far.
 pub(super) fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, conn: &mut Conn) {
@@ -10,10 +11,10 @@ pub(super) fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, co
     let mut headers = [EMPTY_HEADER; 64];
     let outcome = match Request::parse(&input.pending, &mut headers) {
         Ok(Status::Partial { .. }) if input.pending.len() > max => {
-            Some(Err((431, "request too large".into())))
+            Some(Err(Refused::status(431, "request too large")))
         }
         Ok(Status::Partial { .. }) => None,
-        Err(HandshakeError::TooManyHeaders) => Some(Err((431, "too many headers".into()))),
+        Err(HandshakeError::TooManyHeaders) => Some(Err(Refused::status(431, "too many headers"))),
         Err(e @ (HandshakeError::NotUpgrade | HandshakeError::MethodNotGet)) => {
             match crate::http::respond(&io.config, &io.hub, &input.pending) {
                 Some(response) => {
@@ -22,26 +23,27 @@ pub(super) fn handshake<H: Handler>(io: &mut Io, handler: &mut H, id: ConnId, co
                     finish_refused(io, id, conn);
                     return;
                 }
-                None => Some(Err((e.status(), e.to_string()))),
+                None => Some(Err(Refused::status(e.status(), e.to_string()))),
             }
         }
-        Err(e) => Some(Err((e.status(), e.to_string()))),
-        Ok(Status::Complete((req, len))) => Some(accept(io, &req).map(|a| (a, len))),
+        Err(e) => Some(Err(Refused::status(e.status(), e.to_string()))),
+        Ok(Status::Complete((req, len))) => Some(
+            accept(io, &req)
+                .and_then(|a| admit(io, handler, conn, &req).map(|()| a))
+                .map(|a| (a, len)),
+        ),
     };
     let Some(outcome) = outcome else {
         conn.input = Some(input);
         return;
     };
     match outcome {
-        Err((status, body)) => {
+        Err(Refused { status, body, why }) => {
             let mut resp = vec![0u8; 512 + body.len()];
             let n = handshake::write_error_response(&mut resp, status, &body)
                 .expect("sized for the body");
             tracing::debug!(status, %body, "handshake refused");
-            io.stats().refuse(match body.as_str() {
-                AT_LIMIT => Refusal::ConnectionLimit,
-                _ => Refusal::from_status(status),
-            });
+            io.stats().refuse(why);
             conn.output().stage().extend_from_slice(&resp[..n]);
             finish_refused(io, id, conn);
         }
@@ -115,19 +117,82 @@ pub(super) struct Accepted {
     pub(super) deflate: Option<Agreement>,
 }
 
-/// The body of the 503 for an upgrade past [`Config::max_connections`].
-const AT_LIMIT: &str = "the server holds as many connections as it may";
+/// An upgrade refused: the HTTP status and body sent, and the reason counted.
+pub(super) struct Refused {
+    status: u16,
+    body: String,
+    why: Refusal,
+}
+
+impl Refused {
+    /// Refused for the reason `status` stands for.
+    fn status(status: u16, body: impl Into<String>) -> Refused {
+        Refused {
+            status,
+            body: body.into(),
+            why: Refusal::from_status(status),
+        }
+    }
+}
+
+/// The longest body a handler's refusal sends.
+const MAX_REFUSAL_BODY: usize = 4096;
+
+/// Asks the handler's [`Handler::on_upgrade`]; a panic in it refuses with 500 (logged and
+/// counted like any handler panic) and costs nothing else.
+fn admit<H: Handler>(
+    io: &Io,
+    handler: &mut H,
+    conn: &Conn,
+    req: &Request<'_, '_>,
+) -> Result<(), Refused> {
+    let view = UpgradeRequest {
+        req,
+        peer: conn.peer_addr().ok(),
+    };
+    let decided =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.on_upgrade(&view)));
+    let (status, mut body) = match decided {
+        Ok(Admission::Accept) => return Ok(()),
+        Ok(Admission::Refuse { status, body }) => (status, body),
+        Err(panic) => {
+            WorkerStats::add(&io.stats().handler_panics, 1);
+            tracing::error!(peer = ?view.peer, panic = dispatch::panic_text(&*panic), "on_upgrade panicked; refusing with 500");
+            (500, "internal error".into())
+        }
+    };
+    if body.len() > MAX_REFUSAL_BODY {
+        let mut cut = MAX_REFUSAL_BODY;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+    }
+    Err(Refused {
+        status: if (400..=599).contains(&status) {
+            status
+        } else {
+            500
+        },
+        body,
+        why: Refusal::Handler,
+    })
+}
 
 /// Validates the request against the policy and writes the 101 response.
-pub(super) fn accept(io: &Io, req: &Request<'_, '_>) -> Result<Accepted, (u16, String)> {
+pub(super) fn accept(io: &Io, req: &Request<'_, '_>) -> Result<Accepted, Refused> {
     let config = &io.config;
     if io.hub.shutdown.load(Ordering::Acquire) {
-        return Err((503, "the server is shutting down".into()));
+        return Err(Refused::status(503, "the server is shutting down"));
     }
     if let Some(max) = config.max_connections
         && io.hub.open_connections() >= max as u64
     {
-        return Err((503, AT_LIMIT.into()));
+        return Err(Refused {
+            status: 503,
+            body: "the server holds as many connections as it may".into(),
+            why: Refusal::ConnectionLimit,
+        });
     }
     let origins: Vec<&str> = config.allowed_origins.iter().map(String::as_str).collect();
     // A connection stores its subprotocol as an index + 1 in a byte: the first 255 count.
@@ -146,11 +211,11 @@ pub(super) fn accept(io: &Io, req: &Request<'_, '_>) -> Result<Accepted, (u16, S
     }
     let upgrade = policy
         .decide(req)
-        .map_err(|r| (r.status(), r.to_string()))?;
+        .map_err(|r| Refused::status(r.status(), r.to_string()))?;
     let mut response = vec![0u8; 512];
     let n = upgrade
         .write_response(req, &policy, &mut response)
-        .map_err(|e| (500, e.to_string()))?;
+        .map_err(|e| Refused::status(500, e.to_string()))?;
     response.truncate(n);
     Ok(Accepted {
         response,

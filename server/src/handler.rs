@@ -437,7 +437,9 @@ impl std::error::Error for JoinError {}
 /// An upgrade request, as [`Handler::on_upgrade`] sees it before the 101.
 pub struct UpgradeRequest<'r> {
     pub(crate) req: &'r sockeye_codec::handshake::Request<'r, 'r>,
-    pub(crate) peer: Option<SocketAddr>,
+    /// The connection's socket, asked for the peer address only when the hook wants it (a
+    /// syscall the default hook does not pay).
+    pub(crate) socket: std::os::fd::BorrowedFd<'r>,
 }
 
 impl<'r> UpgradeRequest<'r> {
@@ -483,7 +485,10 @@ impl<'r> UpgradeRequest<'r> {
 
     /// The peer's address (the proxy's, behind one).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer
+        socket2::SockRef::from(&self.socket)
+            .peer_addr()
+            .ok()?
+            .as_socket()
     }
 }
 

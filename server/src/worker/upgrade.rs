@@ -148,7 +148,7 @@ fn admit<H: Handler>(
 ) -> Result<(), Refused> {
     let view = UpgradeRequest {
         req,
-        peer: conn.peer_addr().ok(),
+        socket: std::os::fd::AsFd::as_fd(&conn.fd),
     };
     let decided =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.on_upgrade(&view)));
@@ -157,7 +157,7 @@ fn admit<H: Handler>(
         Ok(Admission::Refuse { status, body }) => (status, body),
         Err(panic) => {
             WorkerStats::add(&io.stats().handler_panics, 1);
-            tracing::error!(peer = ?view.peer, panic = dispatch::panic_text(&*panic), "on_upgrade panicked; refusing with 500");
+            tracing::error!(peer = ?view.peer_addr(), panic = dispatch::panic_text(&*panic), "on_upgrade panicked; refusing with 500");
             (500, "internal error".into())
         }
     };

@@ -314,7 +314,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
-/// Parses `65536`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as the binary units).
 /// `--metrics-bind`: answers `GET /metrics` and `GET /healthz` on its own listener, one request
 /// per connection, one connection at a time (a scrape is small and rare), each bounded to 8 KiB
 /// of request and 5 s of reading and writing.
@@ -437,6 +436,7 @@ fn parse_bind(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
+/// Parses `65536`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as the binary units).
 fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -489,6 +489,13 @@ fn connect(args: ConnectArgs) -> ExitCode {
     use sockeye_server::client::{self, DialOptions, Message};
     use std::io::Write;
 
+    if args.chunk_size == 0 || args.chunk_size > args.max_message {
+        eprintln!(
+            "sockeye: --chunk-size must be between 1 byte and --max-message ({} bytes)",
+            args.max_message
+        );
+        return ExitCode::from(2);
+    }
     let mut options = DialOptions::new()
         .connect_timeout(args.timeout)
         .handshake_timeout(args.timeout)
@@ -525,13 +532,6 @@ fn connect(args: ConnectArgs) -> ExitCode {
             conn.peer_addr(),
             conn.subprotocol().unwrap_or("none")
         );
-    }
-    if args.chunk_size == 0 || args.chunk_size > args.max_message {
-        eprintln!(
-            "sockeye: --chunk-size must be between 1 byte and --max-message ({} bytes)",
-            args.max_message
-        );
-        return ExitCode::from(2);
     }
     let writer = conn.writer().clone();
     if !args.ping_interval.is_zero() {

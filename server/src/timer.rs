@@ -17,12 +17,41 @@ pub(crate) enum TimerKind {
     Close,
 }
 
+/// One timer: 12 bytes, as every open connection holds one or two (the kind rides in the top
+/// byte of the epoch, which uses 24 bits: `EPOCH_MASK`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry {
     pub(crate) slot: u32,
-    pub(crate) epoch: u32,
-    pub(crate) kind: TimerKind,
+    epoch_and_kind: u32,
     due: u32,
+}
+
+impl Entry {
+    fn new(slot: u32, epoch: u32, kind: TimerKind, due: u32) -> Entry {
+        let kind = match kind {
+            TimerKind::Handshake => 0,
+            TimerKind::Session => 1,
+            TimerKind::Close => 2,
+        };
+        Entry {
+            slot,
+            epoch_and_kind: (epoch & crate::id::EPOCH_MASK) | kind << 24,
+            due,
+        }
+    }
+
+    /// The epoch of the connection it was set for.
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch_and_kind & crate::id::EPOCH_MASK
+    }
+
+    pub(crate) fn kind(&self) -> TimerKind {
+        match self.epoch_and_kind >> 24 {
+            0 => TimerKind::Handshake,
+            1 => TimerKind::Session,
+            _ => TimerKind::Close,
+        }
+    }
 }
 
 /// The wheel: `SLOTS` buckets of entries, one bucket per tick.
@@ -49,12 +78,7 @@ impl Wheel {
     /// Schedules `kind` for connection (`slot`, `epoch`) `ticks` from now (at least one tick).
     pub(crate) fn schedule(&mut self, slot: u32, epoch: u32, kind: TimerKind, ticks: u32) {
         let due = self.now.wrapping_add(ticks.max(1));
-        self.slots[due as usize % SLOTS].push(Entry {
-            slot,
-            epoch,
-            kind,
-            due,
-        });
+        self.slots[due as usize % SLOTS].push(Entry::new(slot, epoch, kind, due));
     }
 
     /// Advances one tick and moves the entries now due into `fired`.
@@ -97,5 +121,17 @@ mod tests {
             }
         }
         assert_eq!(when, vec![(3, 1), (1, 3), (2, SLOTS as u32 + 3)]);
+    }
+
+    #[test]
+    fn an_entry_keeps_its_epoch_and_kind_in_12_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 12);
+        let max = crate::id::EPOCH_MASK;
+        for kind in [TimerKind::Handshake, TimerKind::Session, TimerKind::Close] {
+            for epoch in [0, 1, max / 2, max] {
+                let e = Entry::new(7, epoch, kind, 9);
+                assert_eq!((e.slot, e.epoch(), e.kind()), (7, epoch, kind));
+            }
+        }
     }
 }

@@ -610,11 +610,11 @@ impl<H: Handler> Worker<H> {
         self.io.time.now = TICK * self.io.time.timers.now();
         let now = self.io.time.now;
         for e in fired {
-            let id = self.id(e.slot, e.epoch);
-            let Some(conn) = self.slab.get(e.slot, e.epoch) else {
+            let id = self.id(e.slot, e.epoch());
+            let Some(conn) = self.slab.get(e.slot, e.epoch()) else {
                 continue;
             };
-            match (e.kind, conn.state) {
+            match (e.kind(), conn.state) {
                 (TimerKind::Handshake, State::Handshake | State::Connecting) => {
                     tracing::debug!("handshake timeout");
                     if !conn.outbound() {

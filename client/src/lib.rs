@@ -41,7 +41,7 @@ use sockeye_codec::handshake::HandshakeError;
 
 pub use conn::{Conn, MessageReader};
 pub use error::{CloseError, Error, MAX_ERROR_BODY, close_status};
-pub use tunnel::{Tunnel, TunnelWriter};
+pub use tunnel::{DEFAULT_TUNNEL_MESSAGE, Tunnel, TunnelWriter};
 pub use writer::{CLOSE_TIMEOUT, DEFAULT_FRAGMENT, MessageWriter, Writer};
 
 pub use handshake::{Agreed, ClientHandshake, MAX_RESPONSE, Reply};

@@ -5,6 +5,8 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 #[test]
 fn serve_then_sigterm_closes_with_1001_and_exits_0() {
     let port = {
@@ -18,31 +20,12 @@ fn serve_then_sigterm_closes_with_1001_and_exits_0() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("server did not start: {e}"),
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
-    let mut resp = Vec::new();
-    let mut b = [0u8];
-    while !resp.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).unwrap();
-        resp.push(b[0]);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(resp.starts_with(b"HTTP/1.1 101 "));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let mut s = upgraded(port);
+    signal(&child, "-TERM");
     let mut head = [0u8; 4];
     s.read_exact(&mut head).unwrap();
     assert_eq!(head[0], 0x88, "a close frame");
@@ -187,25 +170,7 @@ fn connect_pings_at_the_interval_asked_for() {
         .unwrap();
     let (mut s, _) = listener.accept().unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut request = Vec::new();
-    let mut b = [0u8];
-    while !request.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).unwrap();
-        request.push(b[0]);
-    }
-    let request = String::from_utf8(request).unwrap();
-    let key = request
-        .lines()
-        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-        .expect("a key");
-    let accept = sockeye_codec::handshake::accept_key(key.trim().as_bytes());
-    write!(
-        s,
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        std::str::from_utf8(&accept).unwrap()
-    )
-    .unwrap();
+    common::answer_upgrade(&mut s);
     // Three masked pings (opcode 9, "sockeye") within a second and a half.
     let start = Instant::now();
     for _ in 0..3 {
@@ -493,11 +458,7 @@ fn serve_refuses_a_port_already_served_unless_reuse_port() {
     for _ in 0..20 {
         assert!(get(port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &first.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(&first, "-TERM");
     assert!(first.wait().unwrap().success());
     for _ in 0..20 {
         assert!(get(port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"));

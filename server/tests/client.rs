@@ -12,6 +12,8 @@ use sockeye_codec::{DataKind, Status};
 use sockeye_server::client::{self, DialOptions, Error, Message, Tunnel};
 use sockeye_server::{CloseCode, Config, Echo, Handler, Server, WebSocket};
 
+mod common;
+
 fn echo_server(config: Config) -> Server {
     Server::start(config, |_| Echo).expect("io_uring available")
 }
@@ -554,24 +556,7 @@ fn a_write_past_its_deadline_is_a_timeout() {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut request = Vec::new();
-        let mut b = [0u8];
-        while !request.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut b).unwrap();
-            request.push(b[0]);
-        }
-        let request = String::from_utf8(request).unwrap();
-        let key = request
-            .lines()
-            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-            .unwrap();
-        let accept = sockeye_codec::handshake::accept_key(key.trim().as_bytes());
-        let head = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n\r\n",
-            std::str::from_utf8(&accept).unwrap()
-        );
-        s.write_all(head.as_bytes()).unwrap();
+        common::answer_upgrade(&mut s);
         let _ = done_rx.recv(); // hold the socket, unread, until the test is done
     });
     let conn = client::dial(&url(addr), &DialOptions::new()).unwrap();

@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 
 /// Runs `cmd` to completion and returns its standard output; fails the test, with both
 /// outputs and `what`, if it does not exit successfully.
+#[allow(dead_code)] // not every test file that includes this module runs another program
 pub fn stdout_of(cmd: &mut Command, what: &str) -> String {
     let out = cmd
         .output()
@@ -51,4 +52,31 @@ pub fn ping_then_close(conn: &mut sockeye_server::client::Conn) {
     pinger.join().unwrap().unwrap();
     conn.close(sockeye_server::CloseCode::NORMAL, "bye")
         .unwrap();
+}
+
+/// Plays a server's part of the opening handshake by hand on an accepted socket: reads the
+/// request head and answers 101 with its accept key; nothing else, so a test can then read
+/// or not read whatever the client sends.
+#[allow(dead_code)] // not every test file that includes this module plays a server
+pub fn answer_upgrade(s: &mut std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut request = Vec::new();
+    let mut b = [0u8];
+    while !request.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        request.push(b[0]);
+    }
+    let request = String::from_utf8(request).unwrap();
+    let key = request
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .expect("a Sec-WebSocket-Key");
+    let accept = sockeye_codec::handshake::accept_key(key.trim().as_bytes());
+    write!(
+        s,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        std::str::from_utf8(&accept).unwrap()
+    )
+    .unwrap();
 }

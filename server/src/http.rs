@@ -26,33 +26,49 @@ pub(crate) fn respond(config: &Config, hub: &Hub, buf: &[u8]) -> Option<Vec<u8>>
         _ => return None,
     };
     let path = req.path?.split(['?', '#']).next().unwrap_or_default();
-    let (status, content_type, body) =
-        if config.metrics && config.metrics_path && path == "/metrics" {
-            (
-                200,
-                PROMETHEUS,
-                render_metrics(config, hub).into_bytes().into(),
-            )
-        } else if config.metrics && path == "/healthz" {
-            match hub.shutdown.load(Acquire) {
-                false => (200, "text/plain; charset=utf-8", "ok\n".into()),
-                true => (503, "text/plain; charset=utf-8", "shutting down\n".into()),
-            }
-        } else {
+    let (status, content_type, body) = match metrics_route(config, hub, path, config.metrics_path) {
+        Some(route) => route,
+        None => {
             let page = config.pages.iter().find(|p| p.path == path)?;
             match hub.shutdown.load(Acquire) {
                 // Like /healthz: a draining server sends browsers elsewhere.
-                true => (503, "text/plain; charset=utf-8", "shutting down\n".into()),
+                true => (503, TEXT, "shutting down\n".into()),
                 false => (200, page.content_type.as_str(), page.body.clone()),
             }
-        };
+        }
+    };
     Some(response(status, content_type, &body, head))
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// `/metrics` (when `with_metrics`) and `/healthz`, if metrics are on and `path` is one.
+fn metrics_route(
+    config: &Config,
+    hub: &Hub,
+    path: &str,
+    with_metrics: bool,
+) -> Option<(u16, &'static str, bytes::Bytes)> {
+    match path {
+        "/metrics" if config.metrics && with_metrics => Some((
+            200,
+            PROMETHEUS,
+            render_metrics(config, hub).into_bytes().into(),
+        )),
+        "/healthz" if config.metrics => Some(match hub.shutdown.load(Acquire) {
+            false => (200, TEXT, "ok\n".into()),
+            true => (503, TEXT, "shutting down\n".into()),
+        }),
+        _ => None,
+    }
 }
 
 /// A complete response; `head` leaves the body out (the length stays that of the body).
 fn response(status: u16, content_type: &str, body: &[u8], head: bool) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
         _ => "Service Unavailable",
     };
     let mut out = format!(
@@ -86,6 +102,29 @@ impl Metrics {
     /// Whether the server accepts connections (`/healthz`'s 200); false once it shuts down.
     pub fn accepting(&self) -> bool {
         !self.hub.shutdown.load(Acquire)
+    }
+
+    /// The whole HTTP response to the request head in `request`, as the WebSocket port would
+    /// answer it: `GET`/`HEAD /metrics` and `/healthz`; 404 for other paths, 400 for anything
+    /// that is not a complete `GET` or `HEAD` request. For a listener of the application's
+    /// own (`sockeye serve --metrics-bind`).
+    pub fn respond(&self, request: &[u8]) -> Vec<u8> {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        let parsed = matches!(req.parse(request), Ok(httparse::Status::Complete(_)));
+        let head = match req.method {
+            Some("GET") if parsed => false,
+            Some("HEAD") if parsed => true,
+            _ => {
+                return response(400, TEXT, b"only GET /metrics and GET /healthz\n", false);
+            }
+        };
+        let path = req.path.unwrap_or_default();
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        match metrics_route(&self.config, &self.hub, path, true) {
+            Some((status, content_type, body)) => response(status, content_type, &body, head),
+            None => response(404, TEXT, b"not found\n", head),
+        }
     }
 }
 

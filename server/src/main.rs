@@ -314,9 +314,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
-/// `--metrics-bind`: answers `GET /metrics` and `GET /healthz` on its own listener, one request
-/// per connection, one connection at a time (a scrape is small and rare), each bounded to 8 KiB
-/// of request and 5 s of reading and writing.
+/// `--metrics-bind`: answers `GET /metrics` and `GET /healthz` on its own listener
+/// ([`sockeye_server::Metrics::respond`]), one request per connection, one connection at a time
+/// (a scrape is small and rare), each bounded to 8 KiB of request and 5 s of reading and
+/// writing.
 fn serve_metrics(listener: &std::net::TcpListener, metrics: &sockeye_server::Metrics) {
     use std::io::{Read, Write};
     for stream in listener.incoming() {
@@ -331,36 +332,7 @@ fn serve_metrics(listener: &std::net::TcpListener, metrics: &sockeye_server::Met
                 Ok(n) => request.extend_from_slice(&buf[..n]),
             }
         }
-        let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
-        let mut parts = line.split(|&b| b == b' ');
-        let (method, target) = (parts.next(), parts.next());
-        let path = target.map(|t| t.split(|&b| b == b'?').next().unwrap_or_default());
-        let text = "text/plain; charset=utf-8";
-        let (status, content_type, body) = match (method, path) {
-            (Some(b"GET"), Some(b"/metrics")) => (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics.render(),
-            ),
-            (Some(b"GET"), Some(b"/healthz")) if metrics.accepting() => {
-                ("200 OK", text, "ok\n".into())
-            }
-            (Some(b"GET"), Some(b"/healthz")) => {
-                ("503 Service Unavailable", text, "shutting down\n".into())
-            }
-            (Some(b"GET"), _) => ("404 Not Found", text, "not found\n".into()),
-            _ => (
-                "400 Bad Request",
-                text,
-                "only GET /metrics and GET /healthz\n".into(),
-            ),
-        };
-        let _ = write!(
-            s,
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-             Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
+        let _ = s.write_all(&metrics.respond(&request));
     }
 }
 

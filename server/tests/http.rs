@@ -426,6 +426,14 @@ fn metrics_have_the_process_families_and_the_build() {
     let handle = elsewhere.metrics_handle();
     assert!(handle.accepting());
     assert!(handle.render().contains("\nsockeye_connections 0\n"));
+    let answer = |req: &[u8]| String::from_utf8(handle.respond(req)).unwrap();
+    let scrape = answer(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape}");
+    assert!(scrape.contains("\nsockeye_connections 0\n"));
+    assert!(answer(b"GET /healthz HTTP/1.1\r\n\r\n").ends_with("\r\n\r\nok\n"));
+    assert!(answer(b"GET /other HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    assert!(answer(b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    assert!(answer(b"GET /metr").starts_with("HTTP/1.1 400 "));
     for s in [server, elsewhere] {
         s.shutdown();
         s.join().unwrap();

@@ -18,7 +18,6 @@ cd "$(dirname "$0")/.."
 REPEATS=${1:-3}
 UWS_SRC=${UWS_SRC:-/tmp/uws-src}
 UWS_TOOLS=${UWS_TOOLS:-/tmp/uws-peer/tools}
-UWS_PEER=${UWS_PEER:-/tmp/uws-peer/uws-peer}
 US="$UWS_SRC/uSockets"
 [ -f "$US/src/libusockets.h" ] || US="$UWS_SRC/uWebSockets/uSockets"
 if [ ! -x "$UWS_TOOLS/load_test" ] || [ ! -x "$UWS_TOOLS/broadcast_test" ]; then
@@ -40,28 +39,7 @@ OUT=target/bench/second-opinion.jsonl
 mkdir -p target/bench
 : > "$OUT"
 PORT=9402
-start_server() {   # start_server NAME MODE -> sets SPID
-  local name=$1 mode=$2
-  case $name in
-    sockeye) taskset -c 0 target/release/sockeye serve --port $PORT --workers 1 --mode "$mode" \
-               --stats-interval 0 --max-backpressure 16MiB >/dev/null 2>&1 & ;;
-    uWebSockets) taskset -c 0 "$UWS_PEER" --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
-    tokio-tungstenite) taskset -c 0 target/release/peer-server --impl tungstenite --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
-    *) taskset -c 0 target/release/peer-server --impl "$name" --port $PORT --mode "$mode" >/dev/null 2>&1 & ;;
-  esac
-  SPID=$!
-  for _ in $(seq 1 50); do
-    ss -Hltn "sport = :$PORT" | grep -q . && return 0
-    sleep 0.1
-  done
-  echo "server $name did not start" >&2
-  return 1
-}
-stop_server() {
-  kill -TERM "$SPID" 2>/dev/null || true
-  wait "$SPID" 2>/dev/null || true
-  sleep 0.3
-}
+source scripts/bench-servers-lib.sh
 SERVERS=${SERVERS:-sockeye $([ -x "$UWS_PEER" ] && echo uWebSockets) sockeye-tokio tokio-tungstenite fastwebsockets}
 for _ in $(seq 1 "$REPEATS"); do
   for name in $SERVERS; do

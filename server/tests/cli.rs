@@ -194,6 +194,16 @@ fn connect_pings_at_the_interval_asked_for() {
 
 /// Starts `sockeye serve` with `args` on a free port; the process and its port.
 fn serve(args: &[&str]) -> (std::process::Child, u16) {
+    spawn_serve(args, Stdio::null())
+}
+
+/// As `serve`, with stderr piped (read it with `wait_with_output`) and the log settings of
+/// the environment (`RUST_LOG`, `NO_COLOR`) removed.
+fn serve_logged(args: &[&str]) -> (std::process::Child, u16) {
+    spawn_serve(args, Stdio::piped())
+}
+
+fn spawn_serve(args: &[&str], stderr: Stdio) -> (std::process::Child, u16) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -201,8 +211,10 @@ fn serve(args: &[&str]) -> (std::process::Child, u16) {
     let child = Command::new(env!("CARGO_BIN_EXE_sockeye"))
         .args(["serve", "--port", &port.to_string(), "--workers", "1"])
         .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -338,29 +350,6 @@ fn logs_have_no_colour_off_a_terminal_and_take_a_format_and_a_level() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--log-level"));
-}
-
-/// As `serve`, with stderr piped (read it with `wait_with_output`).
-fn serve_logged(args: &[&str]) -> (std::process::Child, u16) {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let child = Command::new(env!("CARGO_BIN_EXE_sockeye"))
-        .args(["serve", "--port", &port.to_string(), "--workers", "1"])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("NO_COLOR")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, port)
 }
 
 #[test]

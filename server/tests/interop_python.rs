@@ -162,6 +162,8 @@ fn python_websockets_server_with_compression() {
         DeflateConfig::new()
             .max_window_bits(12)
             .peer_max_window_bits(10),
+        // Every message compressed, empty ones too.
+        DeflateConfig::new().threshold(0),
     ];
     for config in configs {
         let options = DialOptions::new()
@@ -190,8 +192,19 @@ fn python_websockets_server_with_compression() {
         }
         w.finish().unwrap();
         assert_eq!(conn.read().unwrap(), Message::Text(text.repeat(50)));
-        conn.write_binary(b"").unwrap();
-        assert_eq!(conn.read().unwrap(), Message::Binary(Vec::new()));
+        // Flushed, then finished with nothing more: the last fragment holds no new input.
+        let mut w = conn.next_writer_with(DataKind::Text, 1024).unwrap();
+        w.write_all(text.as_bytes()).unwrap();
+        w.flush().unwrap();
+        w.finish().unwrap();
+        assert_eq!(conn.read().unwrap(), Message::Text(text.clone()));
+        // Empty messages one after another (compressed under `threshold(0)`).
+        for _ in 0..3 {
+            conn.write_binary(b"").unwrap();
+            assert_eq!(conn.read().unwrap(), Message::Binary(Vec::new()));
+        }
+        conn.write_text(&text).unwrap();
+        assert_eq!(conn.read().unwrap(), Message::Text(text.clone()));
         conn.close(CloseCode::NORMAL, "bye").unwrap();
     }
     drop(child.stdin.take());

@@ -299,9 +299,18 @@ impl PerMessageDeflate {
         }
         tx.in_message = !fin;
         if fin {
-            debug_assert!(out[start..].ends_with(&TAIL));
             if out[start..].ends_with(&TAIL) {
                 out.truncate(out.len() - TAIL.len());
+            } else {
+                // zlib writes nothing for a sync flush when no input came since the last one
+                // (an empty message after another, or an empty last part after `flush_part`):
+                // the stream already ends on a flushed, byte-aligned block. The message still
+                // needs the start of a block for the tail the peer appends (`00 00 ff ff`, the
+                // lengths of a stored block) to complete, so it gets the one byte `00`: the
+                // header of a non-final stored block. With the tail that is an empty block,
+                // which leaves both windows as they were.
+                debug_assert_eq!(out.len(), start, "a sync flush ends with 00 00 ff ff");
+                out.push(0);
             }
         }
         if fin && !tx.dir.context_takeover {

@@ -494,6 +494,41 @@ proptest! {
     }
 }
 
+/// zlib writes nothing for a second sync flush without new input, so an empty message right
+/// after another (or after a message in parts ended by `flush_part`) once went out as an empty
+/// payload, which the peer's appended tail turns into garbage (`00 ff ff`).
+#[test]
+fn empty_messages_one_after_another_round_trip_with_context_takeover() {
+    let mut pool = Pool::default();
+    for takeover in [true, false] {
+        let (mut server, mut client) = pair(takeover, 15, 15);
+        for msg in [&b""[..], b"", b"", b"Hello", b"", b"Hello", b""] {
+            let mut wire = Vec::new();
+            server.compress(msg, &mut wire, &mut pool);
+            assert!(
+                !wire.is_empty(),
+                "a compressed message has at least one byte"
+            );
+            assert_eq!(inflate_all(&mut client, &wire, &mut pool).unwrap(), msg);
+        }
+        // An empty last part after a flush: the message so far ended on a sync flush.
+        let mut wire = Vec::new();
+        server.compress_part(b"Hello", false, &mut wire, &mut pool);
+        server.flush_part(&mut wire);
+        server.compress_part(b"", true, &mut wire, &mut pool);
+        assert_eq!(
+            inflate_all(&mut client, &wire, &mut pool).unwrap(),
+            b"Hello"
+        );
+        let mut wire = Vec::new();
+        server.compress(b"Hello", &mut wire, &mut pool);
+        assert_eq!(
+            inflate_all(&mut client, &wire, &mut pool).unwrap(),
+            b"Hello"
+        );
+    }
+}
+
 #[test]
 fn a_message_compressed_in_parts_inflates_whole() {
     let mut pool = Pool::default();
